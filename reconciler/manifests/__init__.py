@@ -1,0 +1,1 @@
+"""YAML manifests → models: loading, positions, validation errors, JSON Schemas."""

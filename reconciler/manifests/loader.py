@@ -1,0 +1,335 @@
+"""A manifests directory → ``Desired``, or every error in it at once.
+
+The directory is read recursively (``*.yaml``, ``*.yml``; hidden entries skipped,
+symlinks followed with loop detection). Each document is one object. Any error
+anywhere rejects the whole directory: a half-edited commit never partially applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml.nodes import MappingNode, Node
+
+from reconciler.manifests import envfile, yamlnodes
+from reconciler.manifests.errors import InvalidManifests, ManifestError, format_path
+from reconciler.manifests.references import check_references
+from reconciler.manifests.suggest import did_you_mean, fields_at
+from reconciler.model.common import API_VERSION
+from reconciler.model.container import BindMount, ContainerSpec
+from reconciler.model.manifest import KINDS, Desired, ManifestObject, StackFile, object_key
+
+#: Largest manifest file read (Kubernetes caps an object near 1.5 MiB; a file may hold many).
+MAX_FILE_SIZE = 4 * 1024 * 1024
+STACK_FILE = "stack.yaml"
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Document:
+    """One YAML document and what became of it. ``obj`` is None when it did not validate."""
+
+    file: str
+    node: Node
+    kind: str | None = None
+    name: str | None = None
+    obj: ManifestObject | None = None
+    errors: list[ManifestError] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        if self.kind is None:
+            return None
+        return object_key(self.kind, self.name or "<unnamed>")
+
+    def error(self, loc: tuple[object, ...] | list[object], message: str) -> ManifestError:
+        line, column, path = yamlnodes.locate(self.node, loc)
+        return ManifestError(self.file, line, column, self.label, format_path(path) or None, message)
+
+
+@dataclass
+class Loaded:
+    """Documents of a directory in file order, plus errors not tied to a document."""
+
+    directory: str
+    stack: str
+    documents: list[Document] = field(default_factory=list)
+    errors: list[ManifestError] = field(default_factory=list)
+
+    def all_errors(self) -> list[ManifestError]:
+        return [*self.errors, *(e for d in self.documents for e in d.errors)]
+
+
+def load_directory(directory: str, *, stack: str | None = None) -> Desired:
+    """Load, validate and cross-check ``directory``; raise InvalidManifests listing every error."""
+    loaded = read_directory(directory, stack=stack)
+    check_references(loaded.documents)
+    errors = loaded.all_errors()
+    if errors:
+        raise InvalidManifests(errors)
+    objects = [d.obj for d in loaded.documents if d.obj is not None]
+    sources = {d.label: f"{d.file}:{d.node.start_mark.line + 1}" for d in loaded.documents if d.label}
+    return Desired(stack=loaded.stack, objects=objects, sources=sources)
+
+
+def read_directory(directory: str, *, stack: str | None = None) -> Loaded:
+    """Parse and validate each document on its own; cross-references are checked later."""
+    loaded = Loaded(directory=directory, stack=stack or "")
+    if not os.path.isdir(directory):
+        what = "does not exist" if not os.path.exists(directory) else "is not a directory"
+        loaded.errors.append(ManifestError(directory, 0, 0, None, None, f"manifests directory {what}"))
+        return loaded
+    loaded.stack = stack or _stack_name(directory, loaded.errors)
+    found = False
+    for path, problem in _walk(directory):
+        found = True
+        if problem:
+            loaded.errors.append(ManifestError(path, 0, 0, None, None, problem))
+            continue
+        _read_file(path, loaded)
+    if not found:
+        loaded.errors.append(
+            ManifestError(directory, 0, 0, None, None, "no manifests found (*.yaml or *.yml files)")
+        )
+    elif not loaded.documents and not loaded.all_errors():
+        loaded.errors.append(ManifestError(directory, 0, 0, None, None, "the manifest files hold no documents"))
+    return loaded
+
+
+def _stack_name(directory: str, errors: list[ManifestError]) -> str:
+    """From ``stack.yaml`` when present, else the directory's name made into a DNS label."""
+    stack_file = os.path.join(directory, STACK_FILE)
+    if os.path.isfile(stack_file):
+        doc = Document(file=stack_file, node=MappingNode("tag:yaml.org,2002:map", []))
+        data = _parse_single(stack_file, doc, errors)
+        if data is not None:
+            try:
+                return StackFile.model_validate(data).name
+            except ValidationError as exc:
+                errors.extend(_validation_errors(doc, exc, StackFile))
+                return "invalid"
+    base = os.path.basename(os.path.abspath(directory)).lower()
+    name = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:63].strip("-")
+    if not name:
+        errors.append(
+            ManifestError(directory, 0, 0, None, None, f"cannot make a stack name from {base!r}: set it in {STACK_FILE}")
+        )
+        return "invalid"
+    return name
+
+
+def _parse_single(path: str, doc: Document, errors: list[ManifestError]) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            nodes = yamlnodes.compose(yamlnodes.decode(handle.read(MAX_FILE_SIZE + 1)))
+        if len(nodes) != 1:
+            raise yamlnodes.YamlProblem(0, 0, "expected one document with 'name: STACK'")
+        doc.node = nodes[0]
+        return yamlnodes.to_data(nodes[0])
+    except yamlnodes.YamlProblem as p:
+        errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
+    except OSError as exc:
+        errors.append(ManifestError(path, 0, 0, None, None, f"cannot read: {exc.strerror}"))
+    return None
+
+
+def _walk(directory: str) -> Iterator[tuple[str, str | None]]:
+    """Manifest files under ``directory`` in a stable order, each with a problem or None.
+
+    Symlinks are followed (checkouts use them) but a directory reached twice through
+    its real path is a loop and is reported, not walked forever.
+    """
+    seen_dirs: set[str] = set()
+
+    def walk(current: str, top: bool) -> Iterator[tuple[str, str | None]]:
+        real = os.path.realpath(current)
+        if real in seen_dirs:
+            yield current, "symlink loop: this directory was already read through another path"
+            return
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            yield current, f"cannot read directory: {exc.strerror}"
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = entry.path
+            try:
+                is_dir = entry.is_dir()
+                is_file = entry.is_file()
+            except OSError as exc:
+                yield path, f"cannot stat: {exc.strerror}"
+                continue
+            if entry.is_symlink() and not (is_dir or is_file) and entry.name.endswith(SUFFIXES):
+                try:
+                    os.stat(path)
+                except OSError as exc:
+                    reason = "symlink loop" if exc.errno == 40 else f"broken symlink ({exc.strerror})"
+                    yield path, reason
+                continue
+            if is_dir:
+                yield from walk(path, False)
+            elif is_file and entry.name.endswith(SUFFIXES) and not (top and entry.name == STACK_FILE):
+                yield path, None
+
+    yield from walk(directory, True)
+
+
+def _read_file(path: str, loaded: Loaded) -> None:
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_SIZE:
+            loaded.errors.append(
+                ManifestError(path, 0, 0, None, None, f"file is {size} bytes, over the {MAX_FILE_SIZE} byte limit")
+            )
+            return
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        loaded.errors.append(ManifestError(path, 0, 0, None, None, f"cannot read: {exc.strerror}"))
+        return
+    try:
+        text = yamlnodes.decode(data)
+        tabs = yamlnodes.find_tabs(text)
+        if tabs:
+            loaded.errors.extend(ManifestError(path, t.line, t.column, None, None, t.message) for t in tabs)
+            return
+        nodes = yamlnodes.compose(text)
+    except yamlnodes.YamlProblem as p:
+        loaded.errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
+        return
+    for node in nodes:
+        doc = Document(file=path, node=node)
+        loaded.documents.append(doc)
+        _validate_document(doc)
+
+
+def _validate_document(doc: Document) -> None:
+    try:
+        data = yamlnodes.to_data(doc.node)
+    except yamlnodes.YamlProblem as p:
+        doc.errors.append(ManifestError(doc.file, p.line, p.column, None, None, p.message))
+        return
+    if not isinstance(data, dict):
+        doc.errors.append(doc.error((), "a manifest document must be a mapping with apiVersion, kind, metadata, spec"))
+        return
+    kind = data.get("kind")
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+        doc.name = metadata["name"]
+    if kind is None:
+        doc.errors.append(doc.error(("kind",), f"missing kind: one of {', '.join(KINDS)}"))
+        return
+    if kind not in KINDS:
+        hint = did_you_mean(str(kind), KINDS) or "; known kinds: " + ", ".join(KINDS)
+        doc.errors.append(doc.error(("kind",), f"unknown kind {kind!r}{hint}"))
+        return
+    doc.kind = kind
+    version = data.get("apiVersion")
+    if version != API_VERSION:
+        message = "missing apiVersion" if version is None else f"unsupported apiVersion {version!r}"
+        doc.errors.append(doc.error(("apiVersion",), f"{message}: use {API_VERSION}"))
+        data = {**data, "apiVersion": API_VERSION}
+    model = KINDS[kind]
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as exc:
+        doc.errors.extend(_validation_errors(doc, exc, model))
+        return
+    if doc.errors:
+        return
+    base = os.path.dirname(os.path.abspath(doc.file))
+    doc.obj = _resolve_files(doc, obj, base)
+
+
+def _validation_errors(doc: Document, exc: ValidationError, model: Any) -> list[ManifestError]:
+    out: list[ManifestError] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        line, column, path = yamlnodes.locate(doc.node, loc)
+        where = format_path(path)
+        if where in seen:  # a union reports once per member; the first is enough
+            continue
+        seen.add(where)
+        out.append(ManifestError(doc.file, line, column, doc.label, where or None, _message(err, path, model)))
+    return out
+
+
+def _message(err: Any, path: list[object], model: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(path[-1]) if path else "?"
+        return f"unknown field {name!r}{did_you_mean(name, fields_at(model, path[:-1]))}"
+    if kind == "missing":
+        return "required field is missing"
+    message: str = err["msg"]
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = err.get("input")
+    if (kind.endswith("_type") or kind.endswith("_parsing") or kind in ("literal_error", "enum")) and isinstance(
+        value, str | int | float | bool
+    ):
+        message += f", got {value!r}"
+    return message
+
+
+def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObject:
+    """Make file references absolute (relative to the manifest file) and read env files.
+
+    Env files are read now, so the planner sees their content and a changed env
+    file recreates the containers that use it.
+    """
+    if obj.kind == "Container":
+        spec = _resolve_container(doc, ("spec",), obj.spec, base)
+        return obj.model_copy(update={"spec": spec})
+    if obj.kind == "Service":
+        template = _resolve_container(doc, ("spec", "template"), obj.spec.template, base)
+        return obj.model_copy(update={"spec": obj.spec.model_copy(update={"template": template})})
+    if obj.kind == "Image":
+        spec = obj.spec
+        if spec.build is not None:
+            context = _absolute(base, spec.build.context)
+            if not os.path.isdir(context):
+                doc.errors.append(doc.error(("spec", "build", "context"), f"build context {context} is not a directory"))
+            else:
+                containerfile = spec.build.containerfile
+                candidates = [containerfile] + (["Dockerfile"] if containerfile == "Containerfile" else [])
+                if not any(os.path.isfile(os.path.join(context, c)) for c in candidates):
+                    doc.errors.append(
+                        doc.error(("spec", "build", "containerfile"), f"no {containerfile} in build context {context}")
+                    )
+            spec = spec.model_copy(update={"build": spec.build.model_copy(update={"context": context})})
+        if spec.import_ is not None:
+            path = _absolute(base, spec.import_.path)
+            if not os.path.isfile(path):
+                doc.errors.append(doc.error(("spec", "import", "path"), f"tarball {path} does not exist"))
+            spec = spec.model_copy(update={"import_": spec.import_.model_copy(update={"path": path})})
+        return obj.model_copy(update={"spec": spec})
+    return obj
+
+
+def _resolve_container(doc: Document, at: tuple[str, ...], spec: ContainerSpec, base: str) -> ContainerSpec:
+    volumes = [
+        m.model_copy(update={"source": _absolute(base, m.source)}) if isinstance(m, BindMount) else m
+        for m in spec.volumes
+    ]
+    env: dict[str, str] = {}
+    for index, name in enumerate(spec.env_file):
+        path = _absolute(base, name)
+        try:
+            env.update(envfile.read(path))
+        except envfile.EnvFileError as exc:
+            doc.errors.append(doc.error((*at, "env_file", index), str(exc)))
+    env.update(spec.env)
+    return spec.model_copy(update={"volumes": volumes, "env": env})
+
+
+def _absolute(base: str, path: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))

@@ -1,0 +1,241 @@
+"""YAML text → node trees with positions → plain Python data.
+
+Why not ``YAML(typ="rt")``: the round-trip loader keeps positions but costs about
+1 s per 1,000 small documents. Composing with ruamel's C parser keeps a start mark
+on every node at a tenth of that, and our own node → data conversion is where
+duplicate keys, merge keys, unsupported tags and alias bombs are caught. The node
+tree is kept beside the data, so an error found later (by pydantic or a
+cross-reference check) is located by walking the tree along the error's path: the
+happy path pays nothing for positions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:  # the C parser; the pure-Python one is the same grammar, only slower
+    from ruamel.yaml.cyaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - ruamel.yaml.clib missing
+    from ruamel.yaml.loader import SafeLoader as _Loader  # type: ignore[assignment]
+
+#: Nodes constructed per document, counting alias re-use: stops "billion laughs".
+MAX_NODES_PER_DOCUMENT = 100_000
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class YamlProblem(Exception):
+    """A problem at a position of a YAML text; ``line``/``column`` are 1-based."""
+
+    line: int
+    column: int
+    message: str
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without BOM) or a YamlProblem at the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise YamlProblem(line, column, f"not valid UTF-8: byte 0x{data[exc.start]:02x}") from None
+
+
+def find_tabs(text: str) -> list[YamlProblem]:
+    """Tabs in indentation: YAML forbids them, and the parser's own message is obscure."""
+    problems = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        indent = len(line) - len(line.lstrip(" \t"))
+        if "\t" in line[:indent] and line.strip() and not line.lstrip().startswith("#"):
+            problems.append(
+                YamlProblem(number, line.index("\t") + 1, "tab character in indentation: YAML indents with spaces")
+            )
+    return problems
+
+
+def compose(text: str) -> list[Node]:
+    """Every document of ``text`` as a node tree (empty documents are dropped)."""
+    loader = _Loader(text)
+    nodes = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None and not (isinstance(node, ScalarNode) and node.tag == _NULL):
+                nodes.append(node)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = exc.problem or str(exc)
+        if exc.context:
+            message = f"{message} ({exc.context})"
+        raise YamlProblem(mark.line + 1 if mark else 0, mark.column + 1 if mark else 0, message) from None
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose:
+            dispose()
+    return nodes
+
+
+class _Builder:
+    """Node → data with the YAML 1.2 core schema, no Python-object tags."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active: set[int] = set()
+
+    def build(self, node: Node) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES_PER_DOCUMENT:
+            raise _problem(node, f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes (alias bomb?)")
+        if isinstance(node, ScalarNode):
+            return _scalar(node)
+        if id(node) in self.active:
+            raise _problem(node, "recursive alias: a node that contains itself")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != _SEQ:
+                    raise _problem(node, f"unsupported tag {node.tag}")
+                return [self.build(item) for item in node.value]
+            if isinstance(node, MappingNode):
+                return self._mapping(node)
+            raise _problem(node, f"unsupported node {type(node).__name__}")
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: MappingNode) -> dict[str, Any]:
+        if node.tag != _MAP:
+            raise _problem(node, f"unsupported tag {node.tag}")
+        out: dict[str, Any] = {}
+        seen: dict[str, Node] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                for source in sources:
+                    if not isinstance(source, MappingNode):
+                        raise _problem(source, "a merge key (<<) takes a mapping or a list of mappings")
+                    for k, v in self._mapping(source).items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise _problem(key_node, "mapping keys must be plain scalars")
+            key = key_node.value if key_node.tag == _STR else str(_scalar(key_node))
+            if key in seen:
+                first = seen[key].start_mark
+                raise _problem(key_node, f"duplicate key {key!r} (first defined at line {first.line + 1})")
+            seen[key] = key_node
+            out[key] = self.build(value_node)
+        for k, v in merged.items():
+            out.setdefault(k, v)
+        return out
+
+
+def _scalar(node: ScalarNode) -> Any:
+    tag, value = node.tag, node.value
+    if tag == _STR:
+        return value
+    if tag == _INT:
+        text = value.replace("_", "")
+        sign = -1 if text.startswith("-") else 1
+        text = text.lstrip("+-")
+        for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
+            if text.lower().startswith(prefix):
+                return sign * int(text[2:], base)
+        return sign * int(text)
+    if tag == _FLOAT:
+        lowered = value.lower().replace("_", "")
+        if lowered in (".inf", "+.inf"):
+            return float("inf")
+        if lowered == "-.inf":
+            return float("-inf")
+        if lowered == ".nan":
+            return float("nan")
+        return float(lowered)
+    if tag == _BOOL:
+        return value.lower() in ("true", "yes", "on")
+    if tag == _NULL:
+        return None
+    if tag == _TIMESTAMP:
+        return value
+    raise _problem(node, f"unsupported tag {tag}")
+
+
+def _problem(node: Node, message: str) -> YamlProblem:
+    mark = node.start_mark
+    return YamlProblem(mark.line + 1, mark.column + 1, message)
+
+
+def to_data(node: Node) -> Any:
+    """Plain Python data (dict, list, str, int, float, bool, None) of one document."""
+    return _Builder().build(node)
+
+
+_TYPE_TAG = re.compile(r"[\[\]]|^[A-Z]|^(str|int|float|bool|list|dict|none)$")
+
+
+def locate(root: Node, loc: Sequence[object]) -> tuple[int, int, list[object]]:
+    """The 1-based line and column for an error at ``loc``, and the path to print.
+
+    ``loc`` may come from pydantic and hold union tags (``function-after[…]``,
+    ``PortMapping``); elements that name no node are dropped, except a last element
+    that looks like a field name (a missing or unknown field is reported under its
+    own name, at its parent's or its key's position).
+    """
+    node: Node | None = root
+    mark = root.start_mark
+    path: list[object] = []
+    for index, element in enumerate(loc):
+        last = index == len(loc) - 1
+        child, key_mark = _child(node, element)
+        if child is not None:
+            path.append(element)
+            node = child
+            mark = key_mark if (last and key_mark is not None and isinstance(child, ScalarNode)) else child.start_mark
+            if last and key_mark is not None and isinstance(child, MappingNode | SequenceNode):
+                mark = key_mark
+        elif last and not (isinstance(element, str) and _TYPE_TAG.search(element)):
+            path.append(element)
+            if key_mark is not None:
+                mark = key_mark
+    return mark.line + 1, mark.column + 1, path
+
+
+def _child(node: Node | None, element: object) -> tuple[Node | None, Any]:
+    """The child of ``node`` at ``element`` and the mark of its key, if any."""
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == str(element):
+                return value_node, key_node.start_mark
+    elif isinstance(node, SequenceNode):
+        if isinstance(element, int) and not isinstance(element, bool) and 0 <= element < len(node.value):
+            return node.value[element], None
+        if isinstance(element, str):
+            for item in node.value:
+                if isinstance(item, ScalarNode) and item.value == element:
+                    return item, item.start_mark
+    return None, None
+
+
+def iter_mapping_keys(node: Node) -> Iterator[str]:
+    if isinstance(node, MappingNode):
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode):
+                yield key_node.value

@@ -1,0 +1,1 @@
+"""Pure data: manifest kinds, observed state and plans. No I/O lives here."""

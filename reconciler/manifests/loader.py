@@ -7,6 +7,7 @@ anywhere rejects the whole directory: a half-edited commit never partially appli
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from ruamel.yaml.nodes import MappingNode, Node
 
 from reconciler.manifests import envfile, yamlnodes
 from reconciler.manifests.errors import InvalidManifests, ManifestError, format_path
-from reconciler.manifests.references import check_references
+from reconciler.manifests.references import _raw_index, _raw_list, check_references
 from reconciler.manifests.suggest import did_you_mean, fields_at
 from reconciler.model.common import API_VERSION
 from reconciler.model.container import BindMount, ContainerSpec
@@ -39,7 +40,14 @@ class Document:
     kind: str | None = None
     name: str | None = None
     obj: ManifestObject | None = None
+    #: What remains valid once the fields with errors are dropped: used for cross-checks
+    #: only, so one run reports an undefined network even beside a bad memory value.
+    salvaged: ManifestObject | None = None
     errors: list[ManifestError] = field(default_factory=list)
+
+    @property
+    def checkable(self) -> ManifestObject | None:
+        return self.obj if self.obj is not None else self.salvaged
 
     @property
     def label(self) -> str | None:
@@ -164,14 +172,15 @@ def _walk(directory: str) -> Iterator[tuple[str, str | None]]:
             try:
                 is_dir = entry.is_dir()
                 is_file = entry.is_file()
-            except OSError as exc:
-                yield path, f"cannot stat: {exc.strerror}"
+            except OSError as exc:  # is_dir() raises ELOOP; only a missing target reads as False
+                reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror}"
+                yield path, reason
                 continue
             if entry.is_symlink() and not (is_dir or is_file) and entry.name.endswith(SUFFIXES):
                 try:
                     os.stat(path)
                 except OSError as exc:
-                    reason = "symlink loop" if exc.errno == 40 else f"broken symlink ({exc.strerror})"
+                    reason = "symlink loop" if exc.errno == errno.ELOOP else f"broken symlink ({exc.strerror})"
                     yield path, reason
                 continue
             if is_dir:
@@ -227,7 +236,7 @@ def _validate_document(doc: Document) -> None:
     if kind is None:
         doc.errors.append(doc.error(("kind",), f"missing kind: one of {', '.join(KINDS)}"))
         return
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         hint = did_you_mean(str(kind), KINDS) or "; known kinds: " + ", ".join(KINDS)
         doc.errors.append(doc.error(("kind",), f"unknown kind {kind!r}{hint}"))
         return
@@ -242,6 +251,7 @@ def _validate_document(doc: Document) -> None:
         obj = model.model_validate(data)
     except ValidationError as exc:
         doc.errors.extend(_validation_errors(doc, exc, model))
+        doc.salvaged = _salvage(model, data, exc)
         return
     if doc.errors:
         return
@@ -249,11 +259,27 @@ def _validate_document(doc: Document) -> None:
     doc.obj = _resolve_files(doc, obj, base)
 
 
+def _salvage(model: type[ManifestObject], data: dict[str, Any], exc: ValidationError) -> ManifestObject | None:
+    """The object without the spec fields that failed, if the rest is valid."""
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    bad = {err["loc"][1] for err in exc.errors() if len(err["loc"]) > 1 and err["loc"][0] == "spec"}
+    if any(err["loc"][:1] != ("spec",) or len(err["loc"]) < 2 for err in exc.errors()):
+        return None
+    if model.__name__ == "Service":
+        return None  # a template error leaves nothing of the template to check
+    try:
+        return model.model_validate({**data, "spec": {k: v for k, v in spec.items() if k not in bad}})
+    except ValidationError:
+        return None
+
+
 def _validation_errors(doc: Document, exc: ValidationError, model: Any) -> list[ManifestError]:
     out: list[ManifestError] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
-        loc = err["loc"]
+        loc = _written_port_index(doc, err["loc"])
         line, column, path = yamlnodes.locate(doc.node, loc)
         where = format_path(path)
         if where in seen:  # a union reports once per member; the first is enough
@@ -261,6 +287,19 @@ def _validation_errors(doc: Document, exc: ValidationError, model: Any) -> list[
         seen.add(where)
         out.append(ManifestError(doc.file, line, column, doc.label, where or None, _message(err, path, model)))
     return out
+
+
+def _written_port_index(doc: Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Map an index into the expanded ``ports`` list back to the item as written.
+
+    A range such as ``8000-8002:80-82`` is one YAML item but three PortMappings,
+    so pydantic's index of a later item would point past the list in the file.
+    """
+    for i, element in enumerate(loc[:-1]):
+        if element == "ports" and isinstance(loc[i + 1], int):
+            raw = _raw_list(doc, loc[: i + 1])
+            return (*loc[: i + 1], _raw_index(raw, loc[i + 1]), *loc[i + 2 :])
+    return loc
 
 
 def _message(err: Any, path: list[object], model: Any) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import TYPE_CHECKING, Any
 
+from ruamel.yaml.nodes import SequenceNode
+
 from reconciler.model.container import ContainerSpec, parse_port
 from reconciler.model.reference import parse_reference
 
@@ -36,7 +38,7 @@ def check_references(documents: list[Document]) -> None:
     defined = {kind: {n for (k, n) in names if k == kind} for kind in ("Image", "Network", "Volume")}
     workloads = {n: d for (k, n), d in names.items() if k in ("Container", "Service")}
     _check_replica_names(names)
-    valid = [d for d in documents if d.obj is not None and not d.errors]
+    valid = [d for d in documents if d.checkable is not None]
     for doc, at, spec in _workloads(valid):
         _check_workload(doc, at, spec, defined, workloads)
     _check_cycles(valid)
@@ -50,7 +52,7 @@ def _where(doc: Document) -> str:
 
 def _workloads(docs: list[Document]) -> Iterator[tuple[Document, tuple[str, ...], ContainerSpec]]:
     for doc in docs:
-        obj: Any = doc.obj
+        obj: Any = doc.checkable
         if doc.kind == "Container":
             yield doc, ("spec",), obj.spec
         elif doc.kind == "Service":
@@ -61,7 +63,7 @@ def _check_replica_names(names: dict[tuple[str, str], Document]) -> None:
     """A Service ``web`` owns the container names ``web-1`` … ``web-N``."""
     services = {n for (k, n) in names if k == "Service"}
     for (kind, name), doc in names.items():
-        match = re.match(r"^(.*)-(\d+)$", name)
+        match = re.match(r"^(.*)-([1-9][0-9]*)$", name)  # replicas are numbered from 1, unpadded
         if kind == "Container" and match and match.group(1) in services:
             doc.errors.append(
                 doc.error(
@@ -110,7 +112,7 @@ def _check_workload(
             doc.errors.append(
                 doc.error((*at, "depends_on", target), f"undefined dependency {target!r}: no Container or Service")
             )
-    if doc.kind == "Service" and getattr(doc.obj, "spec").replicas > 1:
+    if doc.kind == "Service" and getattr(doc.checkable, "spec").replicas > 1:
         if any(p.host_port is not None for p in spec.ports):
             doc.errors.append(
                 doc.error((*at, "ports"), "a fixed host port cannot be published by more than one replica")
@@ -186,7 +188,9 @@ def _raw_list(doc: Document, path: tuple[str, ...]) -> list[Any]:
         node, _ = yamlnodes._child(node, element)
         if node is None:
             return []
-    return [yamlnodes.to_data(item) for item in getattr(node, "value", [])]
+    if not isinstance(node, SequenceNode):  # e.g. ``ports: 8080``: a scalar's value is a str
+        return []
+    return [yamlnodes.to_data(item) for item in node.value]
 
 
 def _raw_index(raw_items: list[Any], canonical_index: int) -> int:
@@ -208,7 +212,7 @@ def _check_networks(docs: list[Document]) -> None:
     for doc in docs:
         if doc.kind != "Network":
             continue
-        spec: Any = getattr(doc.obj, "spec")
+        spec: Any = getattr(doc.checkable, "spec")
         assert doc.name is not None
         networks[doc.name] = spec
         if spec.subnet is None:

@@ -20,9 +20,9 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 try:  # the C parser; the pure-Python one is the same grammar, only slower
-    from ruamel.yaml.cyaml import CSafeLoader as _Loader
+    from ruamel.yaml.cyaml import CBaseLoader as _BaseLoader
 except ImportError:  # pragma: no cover - ruamel.yaml.clib missing
-    from ruamel.yaml.loader import SafeLoader as _Loader  # type: ignore[assignment]
+    from ruamel.yaml.loader import BaseLoader as _BaseLoader
 
 #: Nodes constructed per document, counting alias re-use: stops "billion laughs".
 MAX_NODES_PER_DOCUMENT = 100_000
@@ -36,7 +36,53 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_MAYBE_TYPED = frozenset("-+.0123456789~nNtTfF<")
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_BOOLS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE"))
+
+
+def resolve_plain(value: str) -> str:
+    """The tag of an untagged plain scalar under the YAML 1.2 core schema.
+
+    ``no``, ``yes`` and ``on`` stay strings (YAML 1.1's surprises are gone), which is
+    what ruamel.yaml does by default too; this is only faster, because the first
+    character rules out most scalars (names, paths, images) without a regex.
+    """
+    if value and value[0] not in _MAYBE_TYPED:
+        return _STR
+    if value in _NULLS:
+        return _NULL
+    if value in _BOOLS:
+        return _BOOL
+    if value == "<<":
+        return _MERGE
+    if _INT_RE.match(value):
+        return _INT
+    if _FLOAT_RE.match(value):
+        return _FLOAT
+    return _STR
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """ruamel's C parser and composer with a fast resolver.
+
+    The parser asks ``resolve`` only for scalars without an explicit tag, so
+    ``!!str 1`` stays a string; paths are never used for resolution here.
+    """
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            return resolve_plain(value) if implicit[0] else _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -78,7 +124,7 @@ def compose(text: str) -> list[Node]:
     try:
         while loader.check_node():
             node = loader.get_node()
-            if node is not None and not (isinstance(node, ScalarNode) and node.tag == _NULL):
+            if node is not None and not (isinstance(node, ScalarNode) and _tag(node) == _NULL):
                 nodes.append(node)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -93,41 +139,62 @@ def compose(text: str) -> list[Node]:
     return nodes
 
 
+def _tag(node: Node) -> str:
+    """The node's tag as a string, without the cost of ruamel's ``Node.tag`` property
+    (which re-renders a Tag object on every access)."""
+    try:
+        ctag = node.ctag
+        if ctag.handle is None:
+            return ctag.suffix  # type: ignore[no-any-return]
+    except AttributeError:  # pragma: no cover - a ruamel.yaml without Tag objects
+        pass
+    return str(node.tag)
+
+
 class _Builder:
-    """Node → data with the YAML 1.2 core schema, no Python-object tags."""
+    """Node → data with the YAML 1.2 core schema, no Python-object tags.
+
+    This runs on every node of every manifest, so plain strings (most scalars)
+    take a short path; the node budget counts collections, which is where alias
+    expansion multiplies work.
+    """
 
     def __init__(self) -> None:
         self.count = 0
         self.active: set[int] = set()
 
     def build(self, node: Node) -> Any:
+        if node.__class__ is ScalarNode:
+            tag = _tag(node)
+            return node.value if tag == _STR else _scalar(node, tag)
         self.count += 1
         if self.count > MAX_NODES_PER_DOCUMENT:
-            raise _problem(node, f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes (alias bomb?)")
-        if isinstance(node, ScalarNode):
-            return _scalar(node)
+            raise _problem(node, f"document expands to more than {MAX_NODES_PER_DOCUMENT} collections (alias bomb?)")
         if id(node) in self.active:
             raise _problem(node, "recursive alias: a node that contains itself")
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                if node.tag != _SEQ:
+                if _tag(node) != _SEQ:
                     raise _problem(node, f"unsupported tag {node.tag}")
                 return [self.build(item) for item in node.value]
             if isinstance(node, MappingNode):
                 return self._mapping(node)
+            if isinstance(node, ScalarNode):
+                return _scalar(node, _tag(node))
             raise _problem(node, f"unsupported node {type(node).__name__}")
         finally:
             self.active.discard(id(node))
 
     def _mapping(self, node: MappingNode) -> dict[str, Any]:
-        if node.tag != _MAP:
+        if _tag(node) != _MAP:
             raise _problem(node, f"unsupported tag {node.tag}")
         out: dict[str, Any] = {}
-        seen: dict[str, Node] = {}
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] | None = None
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            key_tag = _tag(key_node)
+            if key_tag == _MERGE:
+                merged = {} if merged is None else merged
                 sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, MappingNode):
@@ -137,19 +204,19 @@ class _Builder:
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise _problem(key_node, "mapping keys must be plain scalars")
-            key = key_node.value if key_node.tag == _STR else str(_scalar(key_node))
-            if key in seen:
-                first = seen[key].start_mark
-                raise _problem(key_node, f"duplicate key {key!r} (first defined at line {first.line + 1})")
-            seen[key] = key_node
+            key = key_node.value if key_tag == _STR else str(_scalar(key_node, key_tag))
+            if key in out:
+                first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == key_node.value)
+                raise _problem(key_node, f"duplicate key {key!r} (first defined at line {first.start_mark.line + 1})")
             out[key] = self.build(value_node)
-        for k, v in merged.items():
-            out.setdefault(k, v)
+        if merged:
+            for k, v in merged.items():
+                out.setdefault(k, v)
         return out
 
 
-def _scalar(node: ScalarNode) -> Any:
-    tag, value = node.tag, node.value
+def _scalar(node: ScalarNode, tag: str) -> Any:
+    value = node.value
     if tag == _STR:
         return value
     if tag == _INT:
@@ -170,7 +237,7 @@ def _scalar(node: ScalarNode) -> Any:
             return float("nan")
         return float(lowered)
     if tag == _BOOL:
-        return value.lower() in ("true", "yes", "on")
+        return value.lower() == "true"
     if tag == _NULL:
         return None
     if tag == _TIMESTAMP:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from dataclasses import dataclass
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, WithJsonSchema, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from reconciler.model import quantities
 
@@ -129,3 +133,21 @@ class Metadata(Strict):
 def string_or_list(value: Any) -> Any:
     """Accept a single string where a list of strings is meant."""
     return [value] if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: typing unions hash their members
+class AlsoAccepts:
+    """JSON Schema annotation: the value (or, with ``items``, each list item) may also
+    be written in the short form ``schema``, which a BeforeValidator expands.
+
+    The long form keeps pydantic's own schema, so ``$ref`` definitions stay intact.
+    """
+
+    schema: dict[str, Any]
+    items: bool = False
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        generated = handler(core_schema)
+        if self.items:
+            return {**generated, "items": {"anyOf": [self.schema, generated["items"]]}}
+        return {"anyOf": [self.schema, generated]}

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 
 from reconciler.model.common import (
     API_VERSION,
+    AlsoAccepts,
     Bytes,
     Cpus,
     DNSLabel,
@@ -57,6 +58,8 @@ def _port_range(text: str) -> list[int]:
     start, end = int(first), int(last or first)
     if end < start:
         raise ValueError(f"port range {text} ends before it starts")
+    if last and end > 65535:  # checked before expanding: 1-999999999 would not fit in memory
+        raise ValueError(f"port range {text} goes past 65535")
     return list(range(start, end + 1))
 
 
@@ -81,27 +84,31 @@ def parse_port(value: Any) -> list[Any]:
     return [{"container_port": c, "host_port": h, "host_ip": ip, "protocol": proto} for h, c in zip(host, ctr, strict=True)]
 
 
-def _ports(value: Any) -> Any:
+def _expand_ports(value: Any) -> Any:
+    """Expand ranges when every item parses; otherwise leave the list as written,
+    so each bad item is reported at its own index by the item validator."""
     if not isinstance(value, list):
         return value
-    return [mapping for item in value for mapping in parse_port(item)]
+    try:
+        return [mapping for item in value for mapping in parse_port(item)]
+    except ValueError:
+        return value
 
 
+def _single_port(value: Any) -> Any:
+    """Item-level parse, reached only when some item of the list is invalid."""
+    mappings = parse_port(value)
+    return mappings[0] if mappings else value
+
+
+_PORT_SHORT = {
+    "type": ["string", "integer"],
+    "description": "[ip:][host[-range]:]container[-range][/tcp|udp]",
+    "pattern": _PORT_RE.pattern,
+}
 Ports = Annotated[
-    list[PortMapping],
-    BeforeValidator(_ports),
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": {
-                "anyOf": [
-                    {"type": "string", "description": "[ip:][host[-range]:]container[-range][/tcp|udp]"},
-                    {"type": "integer"},
-                    {"$ref": "#/$defs/PortMapping"},
-                ]
-            },
-        }
-    ),
+    list[Annotated[PortMapping, BeforeValidator(_single_port), AlsoAccepts(_PORT_SHORT)]],
+    BeforeValidator(_expand_ports),
 ]
 
 
@@ -160,29 +167,19 @@ def parse_volume(value: Any) -> Any:
     return {"type": kind, "source": source, "target": target, "read_only": "ro" in options}
 
 
-Mount = Annotated[VolumeMount | BindMount, Field(discriminator="type")]
-Mounts = Annotated[
-    list[Mount],
-    BeforeValidator(lambda v: [parse_volume(i) for i in v] if isinstance(v, list) else v),
-    WithJsonSchema(
-        {
-            "type": "array",
-            "items": {
-                "anyOf": [
-                    {"type": "string", "description": "NAME:/target[:ro] or /host/path:/target[:ro]"},
-                    {"$ref": "#/$defs/VolumeMount"},
-                    {"$ref": "#/$defs/BindMount"},
-                ]
-            },
-        }
-    ),
+Mount = Annotated[
+    Annotated[VolumeMount | BindMount, Field(discriminator="type")],
+    BeforeValidator(parse_volume),
+    AlsoAccepts({"type": "string", "description": "NAME:/target[:ro] or /host/path:/target[:ro]"}),
 ]
 
 
 class TmpfsMount(Strict):
     target: str
     size: Bytes | None = Field(default=None, description="unset: half of RAM, as the kernel does")
-    mode: int = Field(default=0o1777, ge=0, le=0o7777, description="permission bits; write octal as 0o1777 or '1777'")
+    mode: Annotated[int, AlsoAccepts({"type": "string", "pattern": "^[0-7]{3,4}$"})] = Field(
+        default=0o1777, ge=0, le=0o7777, description="permission bits; write octal as 0o1777 or '1777'"
+    )
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -252,19 +249,13 @@ def _restart(value: Any) -> Any:
 Restart = Annotated[
     RestartPolicy,
     BeforeValidator(_restart),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^(no|always|unless-stopped|on-failure(:\d+)?)$"},
-                {"$ref": "#/$defs/RestartPolicy"},
-            ]
-        }
-    ),
+    AlsoAccepts({"type": ["string", "boolean"], "pattern": r"^(no|always|unless-stopped|on-failure(:\d+)?)$"}),
 ]
 
 
 class Healthcheck(Strict):
-    test: list[str] = Field(description='["CMD", "arg"...], ["CMD-SHELL", "cmd"] or a shell command string')
+    test: Annotated[list[str], AlsoAccepts({"type": "string", "description": "a shell command"})] = Field(
+        description='["CMD", "arg"...], ["CMD-SHELL", "cmd"] or a shell command string')
     interval: Duration = 30.0
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=0)
@@ -394,14 +385,21 @@ Command = Annotated[
 ]
 
 
+_NAMES = {"type": ["array", "string"], "items": {"type": "string"}, "description": "a name or a list of names"}
+
+
 class ContainerSpec(Strict):
     """What one container runs; also a Service's replica template."""
 
     image: str = Field(description="an Image of this stack by name, or a full reference such as busybox:1.36")
     entrypoint: Command | None = Field(default=None, description="overrides the image's ENTRYPOINT")
     command: Command | None = Field(default=None, description="overrides the image's CMD")
-    env: Annotated[dict[str, ScalarStr], BeforeValidator(_env)] = Field(default_factory=dict)
-    env_file: Annotated[list[str], BeforeValidator(string_or_list)] = Field(
+    env: Annotated[
+        dict[str, ScalarStr],
+        BeforeValidator(_env),
+        AlsoAccepts({"type": "array", "items": {"type": "string", "description": "KEY=VALUE"}}),
+    ] = Field(default_factory=dict)
+    env_file: Annotated[list[str], BeforeValidator(string_or_list), AlsoAccepts({"type": "string"})] = Field(
         default_factory=list, description="KEY=VALUE files relative to the manifest; env wins over them"
     )
     working_dir: str | None = None
@@ -413,24 +411,32 @@ class ContainerSpec(Strict):
     pid: Literal["private", "host"] = "private"
     ipc: Literal["private", "host"] = "private"
     ports: Ports = Field(default_factory=list)
-    networks: Annotated[dict[DNSLabel, NetworkAttachment], BeforeValidator(_networks)] = Field(
+    networks: Annotated[
+        dict[DNSLabel, NetworkAttachment], BeforeValidator(_networks), AlsoAccepts(_NAMES)
+    ] = Field(
         default_factory=dict, description="networks of this stack to join; none: the default bridge"
     )
-    volumes: Mounts = Field(default_factory=list)
-    tmpfs: Annotated[list[TmpfsMount], BeforeValidator(lambda v: [parse_tmpfs(i) for i in v] if isinstance(v, list) else v)] = Field(
-        default_factory=list
-    )
+    volumes: list[Mount] = Field(default_factory=list)
+    tmpfs: list[
+        Annotated[
+            TmpfsMount,
+            BeforeValidator(parse_tmpfs),
+            AlsoAccepts({"type": "string", "description": "/path[:size=64m,mode=1777]"}),
+        ]
+    ] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     restart: Restart = Field(default_factory=RestartPolicy)
     healthcheck: Healthcheck | None = None
-    stop_signal: Annotated[str, BeforeValidator(_signal_name)] | None = Field(
+    stop_signal: Annotated[str, BeforeValidator(_signal_name), AlsoAccepts({"type": "integer"})] | None = Field(
         default=None, description="the image's STOPSIGNAL, else SIGTERM, when unset"
     )
     stop_grace_period: Duration = Field(default=10.0, description="time between the stop signal and SIGKILL")
     read_only: bool = Field(default=False, description="mount the root filesystem read-only")
     cap_add: Capabilities = Field(default_factory=list)
     cap_drop: Capabilities = Field(default_factory=list)
-    depends_on: Annotated[dict[DNSLabel, Dependency], BeforeValidator(_depends_on)] = Field(default_factory=dict)
+    depends_on: Annotated[dict[DNSLabel, Dependency], BeforeValidator(_depends_on), AlsoAccepts(_NAMES)] = Field(
+        default_factory=dict
+    )
 
     _env_keys = field_validator("env")(_env_keys)
     _abs = field_validator("working_dir")(_absolute)

@@ -57,7 +57,9 @@ def test_validate_ok(stack: pathlib.Path, capsys: pytest.CaptureFixture[str]) ->
     assert "stack 'shop', 2 objects, valid" in capsys.readouterr().out
 
 
-def test_validate_reports_every_error_like_a_compiler(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reports_every_error_like_a_compiler(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write(
         tmp_path,
         "a.yaml",
@@ -149,7 +151,9 @@ def test_plan_conflict_exits_1(stack: pathlib.Path, tmp_path: pathlib.Path, caps
     assert "belongs to nobody (made by hand)" in out
 
 
-def test_plan_prunes_only_its_own_stack(stack: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_prunes_only_its_own_stack(
+    stack: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     extra = [
         {"kind": "Container", "name": "old", "owner": "shop", "manifest": None},
         {"kind": "Container", "name": "theirs", "owner": "other", "manifest": None},
@@ -170,7 +174,9 @@ def test_plan_prunes_only_its_own_stack(stack: pathlib.Path, tmp_path: pathlib.P
     assert ops["volume/keep"] == "delete"
 
 
-def test_plan_bad_observed_file(stack: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_bad_observed_file(
+    stack: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "observed.json"
     bad.write_text("{not json")
     assert main(["plan", str(stack), "--observed", str(bad)]) == 1

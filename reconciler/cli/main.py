@@ -1,7 +1,7 @@
 """Entry point of ``reconcile``.
 
 argparse, not typer: the CLI's hot paths must start fast (typer alone costs about
-120 ms, see docs/PERFORMANCE.md), so this module imports only the standard library
+120 ms, see ../shared/design/PERFORMANCE.md), so this module imports only the standard library
 and each command imports what it needs when it runs.
 """
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from reconciler.cli.style import Style
-from reconciler.model.plan import Action, Plan
+from reconciler.model.plan import Action, Op, Plan
 
 _SYMBOL = {
     "create": ("+", "green"),
@@ -24,6 +24,9 @@ _VERB = {
     "noop": "unchanged",
     "conflict": "conflict",
 }
+
+
+_COUNTED: tuple[Op, ...] = ("create", "update", "recreate", "delete")
 
 
 def _value(value: Any) -> str:
@@ -58,10 +61,7 @@ def plan_text(plan: Plan, style: Style, *, verbose: bool = False) -> str:
     if not shown:
         lines.append("  No changes: the host matches the manifests.")
     lines.append("")
-    counts = ", ".join(
-        f"{plan.count(op)} to {word}" for op, word in (("create", "create"), ("update", "update"),
-                                                       ("recreate", "recreate"), ("delete", "delete"))
-    )
+    counts = ", ".join(f"{plan.count(op)} to {op}" for op in _COUNTED)
     summary = f"{counts}, {plan.count('noop')} unchanged"
     if plan.has_conflicts:
         summary += ", " + style(f"{plan.count('conflict')} in conflict", "red", "bold")

@@ -22,7 +22,7 @@ from reconciler.manifests.errors import InvalidManifests, ManifestError, format_
 from reconciler.manifests.references import _raw_index, _raw_list, check_references
 from reconciler.manifests.suggest import did_you_mean, fields_at
 from reconciler.model.common import API_VERSION
-from reconciler.model.container import BindMount, ContainerSpec
+from reconciler.model.container import BindMount, ContainerSpec, parse_port
 from reconciler.model.manifest import KINDS, Desired, ManifestObject, StackFile, object_key
 
 #: Largest manifest file read (Kubernetes caps an object near 1.5 MiB; a file may hold many).
@@ -101,9 +101,7 @@ def read_directory(directory: str, *, stack: str | None = None) -> Loaded:
             continue
         _read_file(path, loaded)
     if not found:
-        loaded.errors.append(
-            ManifestError(directory, 0, 0, None, None, "no manifests found (*.yaml or *.yml files)")
-        )
+        loaded.errors.append(ManifestError(directory, 0, 0, None, None, "no manifests found (*.yaml or *.yml files)"))
     elif not loaded.documents and not loaded.all_errors():
         loaded.errors.append(ManifestError(directory, 0, 0, None, None, "the manifest files hold no documents"))
     return loaded
@@ -125,7 +123,9 @@ def _stack_name(directory: str, errors: list[ManifestError]) -> str:
     name = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:63].strip("-")
     if not name:
         errors.append(
-            ManifestError(directory, 0, 0, None, None, f"cannot make a stack name from {base!r}: set it in {STACK_FILE}")
+            ManifestError(
+                directory, 0, 0, None, None, f"cannot make a stack name from {base!r}: set it in {STACK_FILE}"
+            )
         )
         return "invalid"
     return name
@@ -173,19 +173,19 @@ def _walk(directory: str) -> Iterator[tuple[str, str | None]]:
                 is_dir = entry.is_dir()
                 is_file = entry.is_file()
             except OSError as exc:  # is_dir() raises ELOOP; only a missing target reads as False
-                reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror}"
-                yield path, reason
+                loop = exc.errno == errno.ELOOP
+                yield path, "symlink loop" if loop else f"cannot stat: {exc.strerror}"
                 continue
-            if entry.is_symlink() and not (is_dir or is_file) and entry.name.endswith(SUFFIXES):
+            if entry.is_symlink() and not (is_dir or is_file) and entry.name.lower().endswith(SUFFIXES):
                 try:
                     os.stat(path)
                 except OSError as exc:
-                    reason = "symlink loop" if exc.errno == errno.ELOOP else f"broken symlink ({exc.strerror})"
-                    yield path, reason
+                    loop = exc.errno == errno.ELOOP
+                    yield path, "symlink loop" if loop else f"broken symlink ({exc.strerror})"
                 continue
             if is_dir:
                 yield from walk(path, False)
-            elif is_file and entry.name.endswith(SUFFIXES) and not (top and entry.name == STACK_FILE):
+            elif is_file and entry.name.lower().endswith(SUFFIXES) and not (top and entry.name == STACK_FILE):
                 yield path, None
 
     yield from walk(directory, True)
@@ -294,10 +294,17 @@ def _written_port_index(doc: Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
     A range such as ``8000-8002:80-82`` is one YAML item but three PortMappings,
     so pydantic's index of a later item would point past the list in the file.
+    When an item does not parse, the list was validated as written (no expansion)
+    and the index is already the written one.
     """
     for i, element in enumerate(loc[:-1]):
         if element == "ports" and isinstance(loc[i + 1], int):
             raw = _raw_list(doc, loc[: i + 1])
+            try:
+                for item in raw:
+                    parse_port(item)
+            except ValueError:
+                return loc
             return (*loc[: i + 1], _raw_index(raw, loc[i + 1]), *loc[i + 2 :])
     return loc
 
@@ -306,6 +313,8 @@ def _message(err: Any, path: list[object], model: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         name = str(path[-1]) if path else "?"
+        if model.__name__ == "Service" and path[:-1] == ["spec"] and name in ContainerSpec.model_fields:
+            return f"unknown field {name!r}; container fields of a Service go under spec.template"
         return f"unknown field {name!r}{did_you_mean(name, fields_at(model, path[:-1]))}"
     if kind == "missing":
         return "required field is missing"
@@ -326,8 +335,7 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
     file recreates the containers that use it.
     """
     if obj.kind == "Container":
-        spec = _resolve_container(doc, ("spec",), obj.spec, base)
-        return obj.model_copy(update={"spec": spec})
+        return obj.model_copy(update={"spec": _resolve_container(doc, ("spec",), obj.spec, base)})
     if obj.kind == "Service":
         template = _resolve_container(doc, ("spec", "template"), obj.spec.template, base)
         return obj.model_copy(update={"spec": obj.spec.model_copy(update={"template": template})})
@@ -335,16 +343,22 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
         spec = obj.spec
         if spec.build is not None:
             context = _absolute(base, spec.build.context)
+            containerfile = spec.build.containerfile
             if not os.path.isdir(context):
-                doc.errors.append(doc.error(("spec", "build", "context"), f"build context {context} is not a directory"))
+                doc.errors.append(
+                    doc.error(("spec", "build", "context"), f"build context {context} is not a directory")
+                )
             else:
-                containerfile = spec.build.containerfile
                 candidates = [containerfile] + (["Dockerfile"] if containerfile == "Containerfile" else [])
-                if not any(os.path.isfile(os.path.join(context, c)) for c in candidates):
+                found = [c for c in candidates if os.path.isfile(os.path.join(context, c))]
+                if not found:
                     doc.errors.append(
                         doc.error(("spec", "build", "containerfile"), f"no {containerfile} in build context {context}")
                     )
-            spec = spec.model_copy(update={"build": spec.build.model_copy(update={"context": context})})
+                else:
+                    containerfile = found[0]  # record the file the build will read
+            build = spec.build.model_copy(update={"context": context, "containerfile": containerfile})
+            spec = spec.model_copy(update={"build": build})
         if spec.import_ is not None:
             path = _absolute(base, spec.import_.path)
             if not os.path.isfile(path):

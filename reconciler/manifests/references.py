@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ruamel.yaml.nodes import SequenceNode
 
 from reconciler.model.container import ContainerSpec, parse_port
+from reconciler.model.network import Network
 from reconciler.model.reference import parse_reference
+from reconciler.model.service import Service
 
 if TYPE_CHECKING:
     from reconciler.manifests.loader import Document
@@ -73,7 +75,9 @@ def _check_replica_names(names: dict[tuple[str, str], Document]) -> None:
             )
         if kind == "Service" and ("Container", name) in names:
             doc.errors.append(
-                doc.error(("metadata", "name"), f"service {name!r} has the same name as a container; DNS would be ambiguous")
+                doc.error(
+                    ("metadata", "name"), f"service {name!r} has the same name as a container; DNS would be ambiguous"
+                )
             )
 
 
@@ -112,13 +116,16 @@ def _check_workload(
             doc.errors.append(
                 doc.error((*at, "depends_on", target), f"undefined dependency {target!r}: no Container or Service")
             )
-    if doc.kind == "Service" and getattr(doc.checkable, "spec").replicas > 1:
+    service = doc.checkable
+    if isinstance(service, Service) and service.spec.replicas > 1:
         if any(p.host_port is not None for p in spec.ports):
             doc.errors.append(
                 doc.error((*at, "ports"), "a fixed host port cannot be published by more than one replica")
             )
         if any(a.ipv4_address is not None for a in spec.networks.values()):
-            doc.errors.append(doc.error((*at, "networks"), "a static ipv4_address cannot be shared by several replicas"))
+            doc.errors.append(
+                doc.error((*at, "networks"), "a static ipv4_address cannot be shared by several replicas")
+            )
 
 
 def _check_cycles(docs: list[Document]) -> None:
@@ -146,7 +153,9 @@ def _check_cycles(docs: list[Document]) -> None:
                     doc = by_name[cycle[0]]
                     at = ("spec", "depends_on") if doc.kind == "Container" else ("spec", "template", "depends_on")
                     chain = " -> ".join([*cycle, cycle[0]])
-                    doc.errors.append(doc.error((*at, cycle[1] if len(cycle) > 1 else target), f"dependency cycle: {chain}"))
+                    doc.errors.append(
+                        doc.error((*at, cycle[1] if len(cycle) > 1 else target), f"dependency cycle: {chain}")
+                    )
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -210,9 +219,10 @@ def _check_networks(docs: list[Document]) -> None:
     subnets: list[tuple[IPv4Network, Document]] = []
     networks: dict[str, Any] = {}
     for doc in docs:
-        if doc.kind != "Network":
+        network = doc.checkable
+        if not isinstance(network, Network):
             continue
-        spec: Any = getattr(doc.checkable, "spec")
+        spec = network.spec
         assert doc.name is not None
         networks[doc.name] = spec
         if spec.subnet is None:
@@ -244,10 +254,12 @@ def _check_networks(docs: list[Document]) -> None:
                 continue
             gateway = net.gateway or ip_address(int(net.subnet.network_address) + 1)
             if address in (net.subnet.network_address, net.subnet.broadcast_address, gateway):
-                doc.errors.append(doc.error(where, f"{address} is reserved in subnet {net.subnet} (network, broadcast or gateway)"))
+                doc.errors.append(
+                    doc.error(where, f"{address} is reserved in subnet {net.subnet} (network, broadcast or gateway)")
+                )
                 continue
-            other = addresses.get((name, address))
-            if other is not None:
-                doc.errors.append(doc.error(where, f"{address} on network {name!r} is already used by {other.label}"))
+            user = addresses.get((name, address))
+            if user is not None:
+                doc.errors.append(doc.error(where, f"{address} on network {name!r} is already used by {user.label}"))
             else:
                 addresses[(name, address)] = doc

@@ -26,9 +26,7 @@ def generate() -> dict[str, dict[str, Any]]:
     for kind, model in KINDS.items():
         name = kind.lower()
         out[f"{name}.json"] = _finish(model.model_json_schema(), name, f"reconcile/v1 {kind}")
-    out["manifest.json"] = _finish(
-        TypeAdapter(Manifest).json_schema(), "manifest", "reconcile/v1 manifest (any kind)"
-    )
+    out["manifest.json"] = _finish(TypeAdapter(Manifest).json_schema(), "manifest", "reconcile/v1 manifest (any kind)")
     out["plan.json"] = _finish(Plan.model_json_schema(mode="serialization"), "plan", "reconcile plan --output json")
     return out
 

@@ -26,7 +26,6 @@ KNOWN_SPELLINGS = {
     "capabilities": "cap_add / cap_drop",
     "deploy": "a Service (kind: Service) with replicas and update",
     "dockerfile": "containerfile",
-    "image": "pull (an Image's source)",
     "expose": "ports",
     "read_only_rootfs": "read_only",
     "ipv4address": "ipv4_address",
@@ -64,11 +63,10 @@ def fields_at(model: type[BaseModel], path: Sequence[object]) -> list[str]:
 
 def _step(annotation: Any, element: object) -> Any:
     for candidate in _flatten(annotation):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            if isinstance(element, str):
-                for name, field in candidate.model_fields.items():
-                    if element in (name, field.alias):
-                        return field.annotation
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel) and isinstance(element, str):
+            for name, field in candidate.model_fields.items():
+                if element in (name, field.alias):
+                    return field.annotation
         origin = typing.get_origin(candidate)
         args = typing.get_args(candidate)
         if origin is list and isinstance(element, int):

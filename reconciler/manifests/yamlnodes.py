@@ -22,7 +22,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 try:  # the C parser; the pure-Python one is the same grammar, only slower
     from ruamel.yaml.cyaml import CBaseLoader as _BaseLoader
 except ImportError:  # pragma: no cover - ruamel.yaml.clib missing
-    from ruamel.yaml.loader import BaseLoader as _BaseLoader
+    from ruamel.yaml.loader import BaseLoader as _BaseLoader  # type: ignore[assignment]
 
 #: Nodes constructed per document, counting alias re-use: stops "billion laughs".
 MAX_NODES_PER_DOCUMENT = 100_000
@@ -38,7 +38,9 @@ _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 _INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_FLOAT_RE = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 _MAYBE_TYPED = frozenset("-+.0123456789~nNtTfF<")
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE"))
@@ -66,7 +68,7 @@ def resolve_plain(value: str) -> str:
     return _STR
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc]
+class _Loader(_BaseLoader):
     """ruamel's C parser and composer with a fast resolver.
 
     The parser asks ``resolve`` only for scalars without an explicit tag, so

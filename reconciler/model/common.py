@@ -8,17 +8,24 @@ while the model stores one canonical value.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
-
 from dataclasses import dataclass
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from reconciler.model import quantities
 
-API_VERSION = "reconcile/v1"
+API_VERSION: Final = "reconcile/v1"
 
 #: Labels under this prefix are written by reconcile itself (ownership); users may not set them.
 RESERVED_LABEL_PREFIX = "reconcile."
@@ -69,7 +76,7 @@ Bytes = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[kmgtpKMGTP]?([iI]?[bB])?\s*$"},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kmgtpKMGTP][iI]?)?[bB]?\s*$"},
             ],
             "description": "bytes, or a size with a binary unit: 512m, 1.5g, 64Mi",
         }
@@ -108,7 +115,7 @@ Cpus = Annotated[
 class Strict(BaseModel):
     """Base of every manifest model: unknown fields are errors, values are canonical."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 def _check_label_keys(value: dict[str, str]) -> dict[str, str]:

@@ -78,10 +78,12 @@ def parse_port(value: Any) -> list[Any]:
     proto = match.group("proto") or "tcp"
     ctr = _port_range(match.group("ctr"))
     host_text = match.group("host")
-    host: list[int | None] = _port_range(host_text) if host_text else [None] * len(ctr)
+    host: list[int | None] = list(_port_range(host_text)) if host_text else [None] * len(ctr)
     if len(host) != len(ctr):
         raise ValueError(f"invalid port {value!r}: host and container ranges differ in length")
-    return [{"container_port": c, "host_port": h, "host_ip": ip, "protocol": proto} for h, c in zip(host, ctr, strict=True)]
+    return [
+        {"container_port": c, "host_port": h, "host_ip": ip, "protocol": proto} for h, c in zip(host, ctr, strict=True)
+    ]
 
 
 def _expand_ports(value: Any) -> Any:
@@ -255,7 +257,8 @@ Restart = Annotated[
 
 class Healthcheck(Strict):
     test: Annotated[list[str], AlsoAccepts({"type": "string", "description": "a shell command"})] = Field(
-        description='["CMD", "arg"...], ["CMD-SHELL", "cmd"] or a shell command string')
+        description='["CMD", "arg"...], ["CMD-SHELL", "cmd"] or a shell command string'
+    )
     interval: Duration = 30.0
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=0)
@@ -317,11 +320,49 @@ def _signal_name(value: Any) -> Any:
 
 
 CAPABILITIES = frozenset(
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
-    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
-    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE".split()
+    (
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    )
 )
 
 
@@ -403,7 +444,9 @@ class ContainerSpec(Strict):
         default_factory=list, description="KEY=VALUE files relative to the manifest; env wins over them"
     )
     working_dir: str | None = None
-    user: ScalarStr | None = Field(default=None, pattern=r"^[^:\s]+(:[^:\s]+)?$", description="uid[:gid] or name[:group]")
+    user: ScalarStr | None = Field(
+        default=None, pattern=r"^[^:\s]+(:[^:\s]+)?$", description="uid[:gid] or name[:group]"
+    )
     group_add: list[ScalarStr] = Field(default_factory=list, description="supplementary groups")
     hostname: DNSLabel | None = Field(default=None, description="defaults to the container's name")
     init: bool = Field(default=False, description="run a minimal init as pid 1 that reaps zombies")
@@ -411,9 +454,7 @@ class ContainerSpec(Strict):
     pid: Literal["private", "host"] = "private"
     ipc: Literal["private", "host"] = "private"
     ports: Ports = Field(default_factory=list)
-    networks: Annotated[
-        dict[DNSLabel, NetworkAttachment], BeforeValidator(_networks), AlsoAccepts(_NAMES)
-    ] = Field(
+    networks: Annotated[dict[DNSLabel, NetworkAttachment], BeforeValidator(_networks), AlsoAccepts(_NAMES)] = Field(
         default_factory=dict, description="networks of this stack to join; none: the default bridge"
     )
     volumes: list[Mount] = Field(default_factory=list)
@@ -465,7 +506,7 @@ class ContainerSpec(Strict):
 
 
 class Container(Strict):
-    apiVersion: Literal["reconcile/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["reconcile/v1"] = API_VERSION
     kind: Literal["Container"] = "Container"
     metadata: Metadata
     spec: ContainerSpec

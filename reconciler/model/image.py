@@ -63,7 +63,7 @@ class ImageSpec(Strict):
 
 
 class Image(Strict):
-    apiVersion: Literal["reconcile/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["reconcile/v1"] = API_VERSION
     kind: Literal["Image"] = "Image"
     metadata: Metadata
     spec: ImageSpec

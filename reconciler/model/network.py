@@ -36,7 +36,7 @@ class NetworkSpec(Strict):
 
 
 class Network(Strict):
-    apiVersion: Literal["reconcile/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["reconcile/v1"] = API_VERSION
     kind: Literal["Network"] = "Network"
     metadata: Metadata
     spec: NetworkSpec = Field(default_factory=NetworkSpec)

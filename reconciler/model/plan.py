@@ -44,7 +44,9 @@ class Action(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     rollout: bool = False
     depends_on: list[str] = Field(default_factory=list)
-    wave: int | None = Field(default=None, description="first wave this action has a step in; None for noop and conflict")
+    wave: int | None = Field(
+        default=None, description="first wave this action has a step in; None for noop and conflict"
+    )
 
 
 class Step(BaseModel):

@@ -8,7 +8,9 @@ Only the standard library is used: these run on every manifest load.
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 
 _BYTE_UNITS = {
     "": 1,
@@ -19,14 +21,15 @@ _BYTE_UNITS = {
     "t": 1024**4,
     "p": 1024**5,
 }
-_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])i?)?b?\s*$", re.IGNORECASE)
 
 
 def parse_bytes(value: object) -> int:
     """Parse a size such as ``512m``, ``1.5GiB`` or ``1048576`` into bytes.
 
     Units are binary as in Docker (``m`` is MiB), case-insensitive, with an
-    optional ``b``/``ib`` suffix. Fractions are allowed and truncated to whole bytes.
+    optional ``i``, ``b`` or ``ib`` suffix (``64Mi``, as ``format_bytes`` writes it).
+    Fractions are allowed and truncated to whole bytes.
     """
     if isinstance(value, bool):
         raise ValueError("expected a size such as 512m, got a boolean")
@@ -35,7 +38,9 @@ def parse_bytes(value: object) -> int:
             raise ValueError("a size cannot be negative")
         return value
     if isinstance(value, float):
-        if value < 0 or value != value:
+        if not math.isfinite(value):
+            raise ValueError(f"a size must be a finite number, got {value}")
+        if value < 0:
             raise ValueError("a size cannot be negative")
         return int(value)
     if not isinstance(value, str):
@@ -44,7 +49,7 @@ def parse_bytes(value: object) -> int:
     if not match:
         raise ValueError(f"invalid size {value!r}: use a number with an optional unit b, k, m, g, t")
     number, unit = match.groups()
-    return int(float(number) * _BYTE_UNITS[unit.lower()])
+    return int(Fraction(number) * _BYTE_UNITS[(unit or "").lower()])
 
 
 def format_bytes(value: int) -> str:
@@ -86,18 +91,19 @@ def parse_duration(value: object) -> float:
         elif _DURATION_RE.match(text):
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
         else:
-            raise ValueError(
-                f"invalid duration {value!r}: use a number of seconds or units such as 30s, 1h30m, 500ms"
-            )
+            raise ValueError(f"invalid duration {value!r}: use a number of seconds or units such as 30s, 1h30m, 500ms")
     else:
         raise ValueError(f"expected a duration such as 30s, got {type(value).__name__}")
-    if seconds < 0 or seconds != seconds:
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number, got {seconds}")
+    if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return round(seconds, 6)
 
 
 def format_duration(seconds: float) -> str:
     """Render seconds compactly (``1h30m``, ``2.5s``), for plan output."""
+    seconds = round(seconds, 6)  # the precision parse_duration keeps
     if seconds == 0:
         return "0s"
     if seconds < 1:
@@ -110,7 +116,7 @@ def format_duration(seconds: float) -> str:
             whole %= size
     rest = seconds - (int(seconds) - whole)
     if rest:
-        parts.append(f"{round(rest, 6):g}s")
+        parts.append(f"{round(rest, 6):.6f}".rstrip("0").rstrip(".") + "s")
     return "".join(parts)
 
 
@@ -133,6 +139,9 @@ def parse_cpus(value: object) -> float:
         cpus = float(match.group(1)) / (1000 if match.group(2) else 1)
     else:
         raise ValueError(f"expected a number of CPUs, got {type(value).__name__}")
-    if cpus <= 0 or cpus != cpus:
-        raise ValueError("cpus must be greater than 0")
-    return round(cpus, 9)
+    if not math.isfinite(cpus):
+        raise ValueError(f"cpus must be a finite number, got {cpus}")
+    cpus = round(cpus, 9)
+    if cpus <= 0:  # after rounding: Docker reads NanoCpus 0 as "no limit"
+        raise ValueError("cpus must be greater than 0 (at least 0.000000001)")
+    return cpus

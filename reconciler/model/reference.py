@@ -59,7 +59,10 @@ def parse_reference(text: str) -> Reference:
     registry: str | None = None
     repository = name
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+    # distribution's splitDockerDomain: a first component with '.', ':' or an
+    # uppercase letter (never valid in a path) is a domain, as is localhost
+    is_domain = "." in first or ":" in first or first == "localhost" or first.startswith("[")
+    if sep and (is_domain or first != first.lower()):
         registry, repository = first, rest
     return Reference(registry=registry, repository=repository, tag=match.group("tag"), digest=digest)
 

@@ -18,6 +18,7 @@ def _count_or_percent(value: int | str) -> int | str:
         match = _PERCENT_RE.match(value)
         if not match or int(match.group(1)) > 100:
             raise ValueError(f"invalid value {value!r}: use a count or a percentage such as 25%")
+        return f"{int(match.group(1))}%"  # canonical: "05%" is "5%", and "00%" is caught as "0%"
     elif value < 0:
         raise ValueError("must be 0 or more")
     return value
@@ -63,7 +64,7 @@ class ServiceSpec(Strict):
 
 
 class Service(Strict):
-    apiVersion: Literal["reconcile/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["reconcile/v1"] = API_VERSION
     kind: Literal["Service"] = "Service"
     metadata: Metadata
     spec: ServiceSpec

@@ -22,7 +22,7 @@ class VolumeSpec(Strict):
 
 
 class Volume(Strict):
-    apiVersion: Literal["reconcile/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["reconcile/v1"] = API_VERSION
     kind: Literal["Volume"] = "Volume"
     metadata: Metadata
     spec: VolumeSpec = Field(default_factory=VolumeSpec)

@@ -12,7 +12,7 @@ from reconciler.model.plan import Change
 IN_PLACE: dict[str, tuple[str, ...]] = {
     "Image": ("spec",),  # a new source is fetched or built and the name repointed
     "Network": (),
-    "Volume": (),
+    "Volume": ("spec.retain_policy",),  # a policy of ours, not of the volume: no data is touched
     "Container": ("spec.resources", "spec.restart"),  # as `docker update`
     "Service": ("spec.replicas", "spec.update"),
 }

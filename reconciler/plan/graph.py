@@ -23,11 +23,11 @@ class Reference:
 
 def workload_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The container spec of a Container, or the template of a Service."""
-    spec = manifest.get("spec") or {}
+    spec: dict[str, Any] = manifest.get("spec") or {}
     if manifest.get("kind") == "Container":
-        return spec  # type: ignore[no-any-return]
+        return spec
     if manifest.get("kind") == "Service":
-        return spec.get("template")  # type: ignore[no-any-return]
+        return spec.get("template")
     return None
 
 

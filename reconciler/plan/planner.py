@@ -37,12 +37,23 @@ def plan(desired: Desired, observed: Observed, *, prune: bool = True, prune_volu
             actions[key] = _pruned_action(key, obs, prune=prune, prune_volumes=prune_volumes)
 
     _propagate_recreates(actions, wanted)
-    return _ordered(desired.stack, actions, _steps(actions, wanted, existing))
+    edges, stuck = _steps(actions, wanted, existing)
+    while stuck:
+        for key, held in sorted(stuck.items()):
+            action = actions[key]
+            held_text = ", ".join(sorted(held))
+            reason = f"recreated: an update in place would still hold {held_text} when it is needed"
+            actions[key] = action.model_copy(
+                update={"op": "recreate", "reasons": [reason, *action.reasons], "rollout": False}
+            )
+        edges, stuck = _steps(actions, wanted, existing)
+    return _ordered(desired.stack, actions, edges)
 
 
-def _action(key: str, obj_kind: str, name: str, op: str, reason: str, changes: list[Change] | None = None,
-            rollout: bool = False) -> Action:
-    return Action(key=key, kind=obj_kind, name=name, op=op, reasons=[reason], changes=changes or [], rollout=rollout)  # type: ignore[arg-type]
+def _action(
+    key: str, obj_kind: str, name: str, op: str, reason: str, changes: list[Change] | None = None, rollout: bool = False
+) -> Action:
+    return Action(key=key, kind=obj_kind, name=name, op=op, reasons=[reason], changes=changes or [], rollout=rollout)
 
 
 def _desired_action(key: str, manifest: dict[str, Any], obs: ObservedObject | None, desired: Desired) -> Action:
@@ -53,7 +64,8 @@ def _desired_action(key: str, manifest: dict[str, Any], obs: ObservedObject | No
         owner = f"stack {obs.owner!r}" if obs.owner else "nobody (made by hand)"
         return _action(key, kind, name, "conflict", f"a {kind} named {name!r} exists and belongs to {owner}")
     if obs.manifest is None:
-        if kind == "Volume":
+        if kind in ("Volume", "Image"):
+            # a volume holds data; an image may be running in containers: record, don't replace
             return _action(key, kind, name, "update", "adopt: no record of the applied manifest")
         return _action(key, kind, name, "recreate", "no record of the applied manifest")
 
@@ -72,7 +84,10 @@ def _desired_action(key: str, manifest: dict[str, Any], obs: ObservedObject | No
     if kind == "Volume" and op == "recreate" and manifest["spec"].get("retain_policy") != "delete":
         fields = ", ".join(c.path for c in changes)
         return _action(
-            key, kind, name, "conflict",
+            key,
+            kind,
+            name,
+            "conflict",
             f"changing {fields} would recreate the volume and delete its data; "
             "set retain_policy: delete, or remove the volume by hand",
             changes,
@@ -100,8 +115,13 @@ def _pruned_action(key: str, obs: ObservedObject, *, prune: bool, prune_volumes:
     if obs.kind == "Volume" and not prune_volumes:
         policy = ((obs.manifest or {}).get("spec") or {}).get("retain_policy", "retain")
         if policy != "delete":
-            return _action(key, obs.kind, obs.name, "noop",
-                           "no longer in the manifests; kept: retain_policy retain (use --prune-volumes)")
+            return _action(
+                key,
+                obs.kind,
+                obs.name,
+                "noop",
+                "no longer in the manifests; kept: retain_policy retain (use --prune-volumes)",
+            )
     return _action(key, obs.kind, obs.name, "delete", "no longer in the manifests")
 
 
@@ -112,8 +132,7 @@ def _propagate_recreates(actions: dict[str, Action], wanted: dict[str, dict[str,
         if action.op not in ("noop", "update"):
             continue
         causes = [
-            ref.key for ref in graph.references(manifest, wanted)
-            if ref.hard and actions[ref.key].op == "recreate"
+            ref.key for ref in graph.references(manifest, wanted) if ref.hard and actions[ref.key].op == "recreate"
         ]
         if causes:
             reasons = [*(f"{c} is recreated" for c in causes), *([] if action.op == "noop" else action.reasons)]
@@ -132,12 +151,19 @@ _PHASES: dict[str, tuple[Phase, ...]] = {
 
 def _steps(
     actions: dict[str, Action], wanted: dict[str, dict[str, Any]], existing: dict[str, ObservedObject]
-) -> dict[str, set[str]]:
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """Each step ``phase:key`` with the steps it waits for.
 
     Edges: a recreate tears down before it sets up; a dependency is set up before
     its user (desired manifests) and torn down after it (observed manifests); a
     host port freed by a teardown is claimed by a setup only after it.
+
+    An in-place update (a Service rollout) has no teardown: it stops using what
+    its old manifest used, and frees the host ports it no longer publishes, only
+    once its setup has run. So a network, volume or deleted object it drops is
+    torn down, and a port it frees is claimed, after that setup. Such an edge
+    can close a cycle (the new template depends on what the old one holds); such
+    updates are returned, with what they hold, to be recreated instead.
     """
     nodes = [f"{phase}:{key}" for key, a in actions.items() for phase in _PHASES[a.op]]
     edges: dict[str, set[str]] = {n: set() for n in nodes}
@@ -147,22 +173,57 @@ def _steps(
             edges[after].add(before)
 
     freed: dict[tuple[str, int], list[str]] = {}
+    releases: set[tuple[str, str, str]] = set()  # (before, after, what is released)
     for key in actions:
         link(f"teardown:{key}", f"setup:{key}")
         if key in wanted:
             for ref in graph.references(wanted[key], wanted):
                 link(f"setup:{ref.key}", f"setup:{key}")
         obs = existing.get(key)
-        if obs is not None and obs.manifest is not None and f"teardown:{key}" in edges:
+        if obs is None or obs.manifest is None:
+            continue
+        if f"teardown:{key}" in edges:
             for ref in graph.references(obs.manifest, existing):
                 link(f"teardown:{key}", f"teardown:{ref.key}")
             for port in graph.host_ports(obs.manifest):
-                freed.setdefault(port, []).append(key)
+                freed.setdefault(port, []).append(f"teardown:{key}")
+        elif f"setup:{key}" in edges and key in wanted:
+            kept = {ref.key for ref in graph.references(wanted[key], existing)}
+            for ref in graph.references(obs.manifest, existing):
+                gone = f"setup:{ref.key}" not in edges
+                if ref.key not in kept and (ref.hard or gone):
+                    releases.add((f"setup:{key}", f"teardown:{ref.key}", ref.key))
+            for port in graph.host_ports(obs.manifest) - graph.host_ports(wanted[key]):
+                freed.setdefault(port, []).append(f"setup:{key}")
     for key, manifest in wanted.items():
         for port in graph.host_ports(manifest):
-            for other in freed.get(port, []):
-                link(f"teardown:{other}", f"setup:{key}")
-    return edges
+            for before in freed.get(port, []):
+                if before.startswith("teardown:"):
+                    link(before, f"setup:{key}")
+                else:
+                    releases.add((before, f"setup:{key}", f"host port {port[1]}/{port[0]}"))
+    stuck: dict[str, set[str]] = {}
+    for before, after, what in sorted(releases):
+        if before in edges and after in edges and before != after:
+            if _waits_for(edges, before, after):
+                stuck.setdefault(before.split(":", 1)[1], set()).add(what)
+            else:
+                link(before, after)
+    return edges, stuck
+
+
+def _waits_for(edges: dict[str, set[str]], node: str, target: str) -> bool:
+    """Whether ``node`` already waits, directly or not, for ``target``."""
+    seen = {node}
+    todo = [node]
+    while todo:
+        for before in edges[todo.pop()]:
+            if before == target:
+                return True
+            if before not in seen:
+                seen.add(before)
+                todo.append(before)
+    return False
 
 
 def _ordered(stack: str, actions: dict[str, Action], edges: dict[str, set[str]]) -> Plan:
@@ -174,7 +235,7 @@ def _ordered(stack: str, actions: dict[str, Action], edges: dict[str, set[str]])
         return (levels[node], 0 if phase == "teardown" else 1, graph.KIND_ORDER[actions[key].kind], key)
 
     steps = [
-        Step(wave=levels[node], key=node.split(":", 1)[1], phase=node.split(":", 1)[0], after=sorted(edges[node]))  # type: ignore[arg-type]
+        Step(wave=levels[node], key=node.split(":", 1)[1], phase=node.split(":", 1)[0], after=sorted(edges[node]))
         for node in sorted(edges, key=step_sort)
     ]
     first_wave: dict[str, int] = {}
@@ -189,7 +250,5 @@ def _ordered(stack: str, actions: dict[str, Action], edges: dict[str, set[str]])
                 update={"wave": first_wave.get(key), "depends_on": sorted(depends.get(key, set()) - {key})}
             )
         )
-    ordered.sort(
-        key=lambda a: (a.wave is None, a.wave or 0, graph.KIND_ORDER[a.kind], a.name)
-    )
+    ordered.sort(key=lambda a: (a.wave is None, a.wave or 0, graph.KIND_ORDER[a.kind], a.name))
     return Plan(stack=stack, actions=ordered, steps=steps)

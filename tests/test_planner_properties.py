@@ -16,6 +16,7 @@ first; the same input always gives the same plan.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 import random
@@ -531,5 +532,5 @@ def test_planning_is_deterministic(scenario: tuple[Stack, World], prune: bool, r
     objects, seen = list(desired.objects), list(world.observed.objects)
     rng.shuffle(objects)
     rng.shuffle(seen)
-    shuffled = desired.model_copy(update={"objects": objects})
+    shuffled = dataclasses.replace(desired, objects=objects)
     assert plan(shuffled, Observed(objects=seen), prune=prune) == first

@@ -335,9 +335,12 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
     file recreates the containers that use it.
     """
     if obj.kind == "Container":
-        return obj.model_copy(update={"spec": _resolve_container(doc, ("spec",), obj.spec, base)})
+        resolved = _resolve_container(doc, ("spec",), obj.spec, base)
+        return obj if resolved is obj.spec else obj.model_copy(update={"spec": resolved})
     if obj.kind == "Service":
         template = _resolve_container(doc, ("spec", "template"), obj.spec.template, base)
+        if template is obj.spec.template:
+            return obj
         return obj.model_copy(update={"spec": obj.spec.model_copy(update={"template": template})})
     if obj.kind == "Image":
         spec = obj.spec
@@ -369,6 +372,8 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
 
 
 def _resolve_container(doc: Document, at: tuple[str, ...], spec: ContainerSpec, base: str) -> ContainerSpec:
+    if not spec.env_file and not any(isinstance(m, BindMount) for m in spec.volumes):
+        return spec
     volumes = [
         m.model_copy(update={"source": _absolute(base, m.source)}) if isinstance(m, BindMount) else m
         for m in spec.volumes

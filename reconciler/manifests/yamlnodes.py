@@ -107,8 +107,13 @@ def decode(data: bytes) -> str:
         raise YamlProblem(line, column, f"not valid UTF-8: byte 0x{data[exc.start]:02x}") from None
 
 
+_TAB_INDENT = re.compile(r"^[ ]*\t", re.MULTILINE)
+
+
 def find_tabs(text: str) -> list[YamlProblem]:
     """Tabs in indentation: YAML forbids them, and the parser's own message is obscure."""
+    if not _TAB_INDENT.search(text):  # the usual case, in one pass of the regex engine
+        return []
     problems = []
     for number, line in enumerate(text.split("\n"), start=1):
         indent = len(line) - len(line.lstrip(" \t"))
@@ -167,8 +172,10 @@ class _Builder:
 
     def build(self, node: Node) -> Any:
         if node.__class__ is ScalarNode:
-            tag = _tag(node)
-            return node.value if tag == _STR else _scalar(node, tag)
+            ctag = node.ctag
+            if ctag.handle is None and ctag.suffix == _STR:  # most scalars: a plain string
+                return node.value
+            return _scalar(node, _tag(node))
         self.count += 1
         if self.count > MAX_NODES_PER_DOCUMENT:
             raise _problem(node, f"document expands to more than {MAX_NODES_PER_DOCUMENT} collections (alias bomb?)")

@@ -10,12 +10,21 @@ import os
 import pytest
 
 
+def privilege_verdict(*, euid: int, ci: bool) -> str | None:
+    """None to run a ``requires_root`` test, else why not; ``"error: …"`` fails the run."""
+    if euid == 0:
+        return None
+    if ci:
+        return "error: under CI=true every test must run, and this one needs root"
+    return "needs root (uid 0)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.geteuid() == 0:
+    verdict = privilege_verdict(euid=os.geteuid(), ci=os.environ.get("CI") == "true")
+    if verdict is None:
         return
     for item in items:
         if item.get_closest_marker("requires_root"):
-            if os.environ.get("CI") == "true":
-                item.add_marker(pytest.mark.xfail(reason="CI must run as root", strict=True, run=False))
-                raise pytest.UsageError(f"{item.nodeid} needs root, and under CI every test must run")
-            item.add_marker(pytest.mark.skip(reason="needs root (uid 0)"))
+            if verdict.startswith("error: "):
+                raise pytest.UsageError(f"{item.nodeid}: {verdict.removeprefix('error: ')}")
+            item.add_marker(pytest.mark.skip(reason=verdict))

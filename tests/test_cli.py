@@ -236,3 +236,25 @@ def test_hot_path_imports_stay_light() -> None:
 def test_version() -> None:
     result = _run("--version")
     assert result.returncode == 0 and result.stdout.startswith("reconcile ")
+
+
+def test_text_plan_writes_sizes_and_durations_as_users_do() -> None:
+    from reconciler.cli.render import plan_text
+    from reconciler.cli.style import Style
+    from reconciler.model.plan import Action, Change, Plan
+
+    changes = [
+        Change(path="spec.resources.memory", old=268435456, new=536870912),
+        Change(path="spec.healthcheck.interval", old=30.0, new=90.0),
+        Change(path="spec.replicas", old=3, new=4),
+    ]
+    update = Action(key="container/db", kind="Container", name="db", op="update", reasons=["changed"], changes=changes)
+    kept = Action(key="volume/v", kind="Volume", name="v", op="noop", reasons=["no longer in the manifests; kept"])
+    same = Action(key="network/n", kind="Network", name="n", op="noop", reasons=["up to date"])
+    text = plan_text(Plan(stack="s", actions=[update, kept, same]), Style(False))
+    assert "~ spec.resources.memory: 256Mi → 512Mi" in text
+    assert "~ spec.healthcheck.interval: 30s → 1m30s" in text
+    assert "~ spec.replicas: 3 → 4" in text
+    assert "= volume/v  (unchanged)" in text  # a noop with news is listed
+    assert "network/n" not in text  # an up-to-date one is not, without -v
+    assert "network/n" in plan_text(Plan(stack="s", actions=[same]), Style(False), verbose=True)

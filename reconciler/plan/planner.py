@@ -184,7 +184,12 @@ def _steps(
             continue
         if f"teardown:{key}" in edges:
             for ref in graph.references(obs.manifest, existing):
-                link(f"teardown:{key}", f"teardown:{ref.key}")
+                before, after = f"teardown:{key}", f"teardown:{ref.key}"
+                # Recorded manifests may come from different versions (a partly failed
+                # apply): a soft reference (depends_on, image) that would close a cycle
+                # is dropped, since such a reference may dangle for a moment anyway.
+                if ref.hard or after not in edges or not _waits_for(edges, before, after):
+                    link(before, after)
             for port in graph.host_ports(obs.manifest):
                 freed.setdefault(port, []).append(f"teardown:{key}")
         elif f"setup:{key}" in edges and key in wanted:

@@ -258,3 +258,13 @@ def test_text_plan_writes_sizes_and_durations_as_users_do() -> None:
     assert "= volume/v  (unchanged)" in text  # a noop with news is listed
     assert "network/n" not in text  # an up-to-date one is not, without -v
     assert "network/n" in plan_text(Plan(stack="s", actions=[same]), Style(False), verbose=True)
+
+
+def test_usage_errors_exit_64_not_2() -> None:
+    """2 means "changes" under --detailed-exitcode; a typo must never read as that."""
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "--output", "yaml"])
+    assert info.value.code == 64
+    with pytest.raises(SystemExit) as info:
+        main(["nonsense"])
+    assert info.value.code == 64

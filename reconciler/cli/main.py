@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from reconciler import __version__
 
@@ -22,6 +23,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CHANGES = 2
 EXIT_USAGE = 64
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which `plan --detailed-exitcode` uses for
+    "there are changes"; a CI job must never read a typo as changes, so usage
+    errors exit 64 (EX_USAGE) instead."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _manifests_arg(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +48,12 @@ def _manifests_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reconcile",
         description="A declarative container host: manifests in, containers out.",
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour output (default: on a TTY)"
     )

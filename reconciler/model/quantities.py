@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 
 _BYTE_UNITS = {
     "": 1,
@@ -49,7 +48,10 @@ def parse_bytes(value: object) -> int:
     if not match:
         raise ValueError(f"invalid size {value!r}: use a number with an optional unit b, k, m, g, t")
     number, unit = match.groups()
-    return int(Fraction(number) * _BYTE_UNITS[(unit or "").lower()])
+    # exact integer arithmetic (no float rounding, no `fractions` import on the hot path)
+    factor = _BYTE_UNITS[(unit or "").lower()]
+    whole, _, fraction = number.partition(".")
+    return int(whole) * factor + (int(fraction) * factor // 10 ** len(fraction) if fraction else 0)
 
 
 def format_bytes(value: int) -> str:

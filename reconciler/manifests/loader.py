@@ -19,7 +19,7 @@ from ruamel.yaml.nodes import MappingNode, Node
 
 from reconciler.manifests import envfile, yamlnodes
 from reconciler.manifests.errors import InvalidManifests, ManifestError, format_path
-from reconciler.manifests.references import _raw_index, _raw_list, check_references
+from reconciler.manifests.references import check_references, raw_items_at, written_port_index
 from reconciler.manifests.suggest import did_you_mean, fields_at
 from reconciler.model.common import API_VERSION
 from reconciler.model.container import BindMount, ContainerSpec, parse_port
@@ -279,7 +279,7 @@ def _validation_errors(doc: Document, exc: ValidationError, model: Any) -> list[
     out: list[ManifestError] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
-        loc = _written_port_index(doc, err["loc"])
+        loc = _loc_as_written(doc, err["loc"])
         line, column, path = yamlnodes.locate(doc.node, loc)
         where = format_path(path)
         if where in seen:  # a union reports once per member; the first is enough
@@ -289,7 +289,7 @@ def _validation_errors(doc: Document, exc: ValidationError, model: Any) -> list[
     return out
 
 
-def _written_port_index(doc: Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+def _loc_as_written(doc: Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Map an index into the expanded ``ports`` list back to the item as written.
 
     A range such as ``8000-8002:80-82`` is one YAML item but three PortMappings,
@@ -299,13 +299,13 @@ def _written_port_index(doc: Document, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """
     for i, element in enumerate(loc[:-1]):
         if element == "ports" and isinstance(loc[i + 1], int):
-            raw = _raw_list(doc, loc[: i + 1])
+            raw = raw_items_at(doc, loc[: i + 1])
             try:
                 for item in raw:
                     parse_port(item)
             except ValueError:
                 return loc
-            return (*loc[: i + 1], _raw_index(raw, loc[i + 1]), *loc[i + 2 :])
+            return (*loc[: i + 1], written_port_index(raw, loc[i + 1]), *loc[i + 2 :])
     return loc
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.nodes import SequenceNode
 
+from reconciler.manifests import yamlnodes
 from reconciler.model.container import ContainerSpec, parse_port
 from reconciler.model.network import Network
 from reconciler.model.reference import parse_reference
@@ -170,7 +171,7 @@ def _check_ports(docs: list[Document]) -> None:
     """A host port (per protocol) is published once; an unset host IP overlaps every IP."""
     taken: dict[tuple[str, int], list[tuple[str | None, Document]]] = {}
     for doc, at, spec in _workloads(docs):
-        raw_items = _raw_list(doc, (*at, "ports"))
+        raw_items = raw_items_at(doc, (*at, "ports"))
         for index, port in enumerate(spec.ports):
             if port.host_port is None:
                 continue
@@ -180,7 +181,7 @@ def _check_ports(docs: list[Document]) -> None:
                     shown = f"{port.host_ip + ':' if port.host_ip else ''}{port.host_port}/{port.protocol}"
                     doc.errors.append(
                         doc.error(
-                            (*at, "ports", _raw_index(raw_items, index)),
+                            (*at, "ports", written_port_index(raw_items, index)),
                             f"host port {shown} is already published by {other.label} ({_where(other)})",
                         )
                     )
@@ -189,12 +190,11 @@ def _check_ports(docs: list[Document]) -> None:
                 taken.setdefault(key, []).append((port.host_ip, doc))
 
 
-def _raw_list(doc: Document, path: tuple[str, ...]) -> list[Any]:
-    from reconciler.manifests import yamlnodes
-
+def raw_items_at(doc: Document, path: tuple[str, ...]) -> list[Any]:
+    """The items of the list at ``path`` as written in the file (before short forms expand)."""
     node: Any = doc.node
     for element in path:
-        node, _ = yamlnodes._child(node, element)
+        node, _ = yamlnodes.child(node, element)
         if node is None:
             return []
     if not isinstance(node, SequenceNode):  # e.g. ``ports: 8080``: a scalar's value is a str
@@ -202,7 +202,7 @@ def _raw_list(doc: Document, path: tuple[str, ...]) -> list[Any]:
     return [yamlnodes.to_data(item) for item in node.value]
 
 
-def _raw_index(raw_items: list[Any], canonical_index: int) -> int:
+def written_port_index(raw_items: list[Any], canonical_index: int) -> int:
     """The index of the item as written, when ranges expanded into several mappings."""
     position = 0
     for index, item in enumerate(raw_items):

@@ -280,12 +280,12 @@ def locate(root: Node, loc: Sequence[object]) -> tuple[int, int, list[object]]:
     path: list[object] = []
     for index, element in enumerate(loc):
         last = index == len(loc) - 1
-        child, key_mark = _child(node, element)
-        if child is not None:
+        found, key_mark = child(node, element)
+        if found is not None:
             path.append(element)
-            node = child
-            mark = key_mark if (last and key_mark is not None and isinstance(child, ScalarNode)) else child.start_mark
-            if last and key_mark is not None and isinstance(child, MappingNode | SequenceNode):
+            node = found
+            mark = key_mark if (last and key_mark is not None and isinstance(found, ScalarNode)) else found.start_mark
+            if last and key_mark is not None and isinstance(found, MappingNode | SequenceNode):
                 mark = key_mark
         elif last and not (isinstance(element, str) and _TYPE_TAG.search(element)):
             path.append(element)
@@ -294,7 +294,7 @@ def locate(root: Node, loc: Sequence[object]) -> tuple[int, int, list[object]]:
     return mark.line + 1, mark.column + 1, path
 
 
-def _child(node: Node | None, element: object) -> tuple[Node | None, Any]:
+def child(node: Node | None, element: object) -> tuple[Node | None, Any]:
     """The child of ``node`` at ``element`` and the mark of its key, if any."""
     if isinstance(node, MappingNode):
         for key_node, value_node in node.value:

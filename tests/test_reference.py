@@ -138,3 +138,10 @@ def test_reference_is_hashable_and_frozen() -> None:
     assert {ref, parse_reference("busybox:1.36")} == {ref}
     with pytest.raises(AttributeError):
         ref.tag = "1.37"  # type: ignore[misc]
+
+
+def test_a_bare_image_id_is_not_a_repository_name() -> None:
+    """Docker refuses 64 hex digits as a name: it would be read as an image ID."""
+    with pytest.raises(ValueError, match="image ID"):
+        parse_reference("a" * 64)
+    assert parse_reference("registry.example/" + "a" * 64).repository == "a" * 64

@@ -1738,3 +1738,17 @@ def test_build_falls_back_to_a_dockerfile_and_records_it(root: Path) -> None:
 def test_upper_case_suffixes_are_read(root: Path) -> None:
     write(root, {"NET.YAML": "apiVersion: reconcile/v1\nkind: Network\nmetadata: {name: n}\n"})
     assert [o.metadata.name for o in load_directory(str(root)).objects] == ["n"]
+
+
+def test_stack_file_gets_the_same_file_checks(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(
+        root,
+        {"stack.yaml": "name:\n\tshop\n", "n.yaml": "apiVersion: reconcile/v1\nkind: Network\nmetadata: {name: n}\n"},
+    )
+    error = only_error(root)
+    assert (error.file, error.line, error.column) == (f(root, "stack.yaml"), 2, 1)
+    assert "tab character in indentation" in error.message
+    write(root, {"stack.yaml": "name: shop\n" + "# padding\n" * 10})
+    monkeypatch.setattr(loader, "MAX_FILE_SIZE", 100)  # n.yaml is 59 bytes, stack.yaml 111
+    error = only_error(root)
+    assert error.file == f(root, "stack.yaml") and "over the 100 byte limit" in error.message

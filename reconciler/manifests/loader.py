@@ -132,17 +132,17 @@ def _stack_name(directory: str, errors: list[ManifestError]) -> str:
 
 
 def _parse_single(path: str, doc: Document, errors: list[ManifestError]) -> Any:
+    nodes = _compose_file(path, errors)
+    if nodes is None:
+        return None
+    if len(nodes) != 1:
+        errors.append(ManifestError(path, 0, 0, None, None, "expected one document with 'name: STACK'"))
+        return None
+    doc.node = nodes[0]
     try:
-        with open(path, "rb") as handle:
-            nodes = yamlnodes.compose(yamlnodes.decode(handle.read(MAX_FILE_SIZE + 1)))
-        if len(nodes) != 1:
-            raise yamlnodes.YamlProblem(0, 0, "expected one document with 'name: STACK'")
-        doc.node = nodes[0]
         return yamlnodes.to_data(nodes[0])
     except yamlnodes.YamlProblem as p:
         errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
-    except OSError as exc:
-        errors.append(ManifestError(path, 0, 0, None, None, f"cannot read: {exc.strerror}"))
     return None
 
 
@@ -191,28 +191,36 @@ def _walk(directory: str) -> Iterator[tuple[str, str | None]]:
     yield from walk(directory, True)
 
 
-def _read_file(path: str, loaded: Loaded) -> None:
+def _compose_file(path: str, errors: list[ManifestError]) -> list[Node] | None:
+    """The documents of one file, or None after recording why not: over the size cap,
+    unreadable, not UTF-8, tabs in indentation, or YAML syntax."""
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_SIZE:
-            loaded.errors.append(
+            errors.append(
                 ManifestError(path, 0, 0, None, None, f"file is {size} bytes, over the {MAX_FILE_SIZE} byte limit")
             )
-            return
+            return None
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        loaded.errors.append(ManifestError(path, 0, 0, None, None, f"cannot read: {exc.strerror}"))
-        return
+        errors.append(ManifestError(path, 0, 0, None, None, f"cannot read: {exc.strerror}"))
+        return None
     try:
         text = yamlnodes.decode(data)
         tabs = yamlnodes.find_tabs(text)
         if tabs:
-            loaded.errors.extend(ManifestError(path, t.line, t.column, None, None, t.message) for t in tabs)
-            return
-        nodes = yamlnodes.compose(text)
+            errors.extend(ManifestError(path, t.line, t.column, None, None, t.message) for t in tabs)
+            return None
+        return yamlnodes.compose(text)
     except yamlnodes.YamlProblem as p:
-        loaded.errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
+        errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
+        return None
+
+
+def _read_file(path: str, loaded: Loaded) -> None:
+    nodes = _compose_file(path, loaded.errors)
+    if nodes is None:
         return
     for node in nodes:
         doc = Document(file=path, node=node)

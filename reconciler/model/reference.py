@@ -22,6 +22,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _REFERENCE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_IMAGE_ID = re.compile(r"^[a-f0-9]{64}$")
 
 DEFAULT_REGISTRY = "docker.io"
 NAME_TOTAL_LENGTH_MAX = 255
@@ -51,6 +52,8 @@ def parse_reference(text: str) -> Reference:
             raise ValueError(f"invalid image reference {text!r}: repository names must be lowercase")
         raise ValueError(f"invalid image reference {text!r}")
     name = match.group("name")
+    if _IMAGE_ID.match(name):
+        raise ValueError(f"invalid image reference {text!r}: 64 hex digits are an image ID, not a repository name")
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise ValueError(f"invalid image reference {text!r}: name longer than 255 characters")
     digest = match.group("digest")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from reconciler.model import ownership
 from reconciler.model.container import Container, ContainerSpec, NetworkAttachment
 from reconciler.model.image import Image, ImageSpec
 from reconciler.model.manifest import canonical
@@ -1028,3 +1029,10 @@ def test_volume_defaults() -> None:
     assert (
         dump(Volume.model_validate({"kind": "Volume", "metadata": {"name": "d"}}))["spec"]["retain_policy"] == "retain"
     )
+
+
+@pytest.mark.parametrize("key", [ownership.STACK, ownership.MANIFEST, ownership.SPEC_HASH])
+def test_a_manifest_cannot_forge_ownership_labels(key: str) -> None:
+    """Prune trusts these labels, so a manifest may not set them on its objects."""
+    with pytest.raises(ValidationError, match="reserved for reconcile"):
+        Volume.model_validate({"metadata": {"name": "v", "labels": {key: "another-stack"}}})

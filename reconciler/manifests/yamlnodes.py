@@ -12,7 +12,7 @@ happy path pays nothing for positions.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,10 +308,3 @@ def child(node: Node | None, element: object) -> tuple[Node | None, Any]:
                 if isinstance(item, ScalarNode) and item.value == element:
                     return item, item.start_mark
     return None, None
-
-
-def iter_mapping_keys(node: Node) -> Iterator[str]:
-    if isinstance(node, MappingNode):
-        for key_node, _ in node.value:
-            if isinstance(key_node, ScalarNode):
-                yield key_node.value

@@ -5,9 +5,17 @@ every test.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
+
+from reconciler.runtime import cgroups
+from reconciler.runtime.cgroups import CgroupError, new_cgroup
 
 
 def privilege_verdict(*, euid: int, ci: bool) -> str | None:
@@ -28,3 +36,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if verdict.startswith("error: "):
                 raise pytest.UsageError(f"{item.nodeid}: {verdict.removeprefix('error: ')}")
             item.add_marker(pytest.mark.skip(reason=verdict))
+
+
+@pytest.fixture
+def real_group() -> Iterator[cgroups.Cgroup]:
+    parent = f"reconcile-test-{uuid.uuid4().hex[:8]}"
+    group = new_cgroup("ctr", parent=parent)
+    try:
+        yield group
+    finally:
+        for pid in group.pids() if group.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if group.exists():
+            with contextlib.suppress(CgroupError):
+                group.thaw()
+        for _ in range(100):  # killed processes leave the group a moment later
+            try:
+                group.destroy()
+                break
+            except CgroupError:
+                time.sleep(0.05)
+        for directory in group.parent_dirs():
+            if os.path.isdir(directory):
+                os.rmdir(directory)
+        assert not any(os.path.exists(d) for d in group.parent_dirs()), "test cgroups left behind"

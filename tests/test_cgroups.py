@@ -7,14 +7,10 @@ and every group in it afterwards, even when they fail.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,31 +128,6 @@ def test_v1_shares_map_onto_v2_weights() -> None:
 
 
 # --- the host's own cgroups, for real
-
-
-@pytest.fixture
-def real_group() -> Iterator[cgroups.Cgroup]:
-    parent = f"reconcile-test-{uuid.uuid4().hex[:8]}"
-    group = new_cgroup("ctr", parent=parent)
-    try:
-        yield group
-    finally:
-        for pid in group.pids() if group.exists() else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if group.exists():
-            with contextlib.suppress(CgroupError):
-                group.thaw()
-        for _ in range(100):  # killed processes leave the group a moment later
-            try:
-                group.destroy()
-                break
-            except CgroupError:
-                time.sleep(0.05)
-        for directory in group.parent_dirs():
-            if os.path.isdir(directory):
-                os.rmdir(directory)
-        assert not any(os.path.exists(d) for d in group.parent_dirs()), "test cgroups left behind"
 
 
 def _spawn(group: cgroups.Cgroup, *argv: str) -> subprocess.Popen[bytes]:

@@ -1,0 +1,238 @@
+"""Run a process as a container in the foreground: the path of ``reconcile run --rm``.
+
+The caller is the parent and collects the exit status itself, so no monitor stays
+behind. The sequence (each step in the child, before exec):
+
+1. join the cgroup, so every later process is accounted;
+2. unshare mount, uts, ipc, net, cgroup and pid namespaces, then fork once more:
+   only a child of the unsharing process lives in the new pid namespace, as pid 1;
+3. make every mount private, so nothing done here propagates to the host;
+4. bind the rootfs onto itself (pivot_root needs a mount point) and mount ``/proc``,
+   a tmpfs ``/dev`` with the standard nodes, ``devpts``, ``/dev/shm``, ``/dev/mqueue``
+   and a read-only ``/sys``;
+5. pivot_root into it and detach the old root;
+6. mask Docker's masked paths and remount its read-only ones; optionally the root;
+7. hostname, supplementary groups, gid, uid, capabilities, no_new_privs;
+8. chdir and exec; a failed exec reports through a close-on-exec pipe and exits 127
+   (not found) or 126 (not executable), as Docker does.
+
+Every mount lives in the container's mount namespace and goes away with it, so a
+failure at any step leaves no mount on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+from reconciler.runtime import linux
+from reconciler.runtime.cgroups import Cgroup
+
+NAMESPACES = (
+    linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWNET | linux.CLONE_NEWCGROUP
+) | linux.CLONE_NEWPID
+
+#: Docker's masked paths (moby ``oci/defaults.go``): files become /dev/null, directories an empty read-only tmpfs.
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+#: Character devices every container gets: (name, major, minor).
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+
+
+@dataclass(frozen=True)
+class Config:
+    rootfs: str
+    argv: list[str]
+    env: list[str] = field(default_factory=list)
+    hostname: str = "container"
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    capabilities: list[str] = field(default_factory=list)
+    read_only: bool = False
+    no_new_privileges: bool = True
+
+
+class StartError(Exception):
+    """The container's process could not be started; ``exit_code`` is Docker's for it."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(config: Config, *, cgroup: Cgroup | None = None, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> int:
+    """Run ``config`` to completion; its exit code (128+N when killed by signal N).
+
+    Raises StartError when the process never started (its message is what the
+    container would have printed, e.g. ``executable not found in container: /x``).
+    """
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child; its effects are tested
+        os.close(report_r)
+        code = 1
+        try:
+            code = _outer_child(config, cgroup, report_w, (stdin, stdout, stderr))
+        except BaseException as exc:
+            _report(report_w, f"126 {exc}")
+            code = 126
+        os._exit(code)
+    os.close(report_w)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(report_r, "rb") as handle:
+        report = handle.read().decode(errors="replace")
+    if report:
+        code_text, _, message = report.partition(" ")
+        raise StartError(message, int(code_text))
+    return _exit_code(status)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _report(fd: int, message: str) -> None:
+    """Tell the parent why the start failed; a parent already gone has nothing to hear."""
+    with contextlib.suppress(OSError):
+        os.write(fd, message.encode())
+
+
+def _outer_child(config: Config, cgroup: Cgroup | None, report: int, stdio: tuple[int, int, int]) -> int:
+    """Joins the cgroup, unshares, forks pid 1 of the new namespace and waits for it."""
+    if cgroup is not None:
+        cgroup.add(os.getpid())
+    linux.unshare(NAMESPACES)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            linux.prctl(linux.PR_SET_PDEATHSIG, 9)  # if our parent dies, so does the container
+            _container(config, report, stdio)
+        except StartError as exc:
+            _report(report, f"{exc.exit_code} {exc}")
+            os._exit(exc.exit_code)
+        except BaseException as exc:
+            _report(report, f"126 {exc}")
+            os._exit(126)
+    _, status = os.waitpid(pid, 0)
+    return _exit_code(status)
+
+
+def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None:
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = os.path.realpath(config.rootfs)
+    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+    _mount_filesystems(root)
+    linux.sethostname(config.hostname)
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+    _mask_paths()
+    if config.read_only:
+        linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+    _drop_privileges(config)
+    try:
+        os.chdir(config.cwd)
+    except OSError as exc:
+        raise StartError(f"cannot change to working directory {config.cwd}: {exc.strerror}", 126) from None
+    _exec(config)
+
+
+def _mount_filesystems(root: str) -> None:
+    def at(path: str) -> str:
+        target = os.path.join(root, path.lstrip("/"))
+        os.makedirs(target, exist_ok=True)
+        return target
+
+    linux.mount("proc", at("/proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("sysfs", at("/sys"), "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY)
+    dev = at("/dev")
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID, "mode=755,size=65536k")
+    for name, major, minor in DEVICES:
+        path = os.path.join(dev, name)
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(path, 0o666)
+    linux.mount(
+        "devpts", at("/dev/pts"), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"
+    )
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    linux.mount(
+        "shm", at("/dev/shm"), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=65536k"
+    )
+    linux.mount("mqueue", at("/dev/mqueue"), "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _mask_paths() -> None:
+    for path in MASKED_PATHS:
+        if os.path.isdir(path):
+            linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+        elif os.path.exists(path):
+            linux.mount("/dev/null", path, None, linux.MS_BIND)
+    for path in READONLY_PATHS:
+        if os.path.exists(path):
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def _drop_privileges(config: Config) -> None:
+    keep = linux.capability_mask(config.capabilities)
+    for number in range(linux.last_capability() + 1):
+        if not keep & (1 << number):
+            linux.prctl(linux.PR_CAPBSET_DROP, number)
+    os.setgroups(list(config.groups))
+    os.setgid(config.gid)
+    os.setuid(config.uid)  # a non-root uid loses its permitted set here, as in Docker
+    if config.uid == 0:
+        linux.capset(keep, keep, keep)
+    if config.no_new_privileges:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _exec(config: Config) -> None:
+    program = config.argv[0]
+    env = dict(item.partition("=")[::2] for item in config.env)
+    candidates = (
+        [program]
+        if "/" in program
+        else [os.path.join(d, program) for d in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":") if d]
+    )
+    found = [c for c in candidates if os.path.exists(c)]
+    if not found:
+        raise StartError(f"executable not found in container: {program}", 127)
+    try:
+        os.execve(found[0], config.argv, env)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR):
+            raise StartError(f"permission denied executing {found[0]}: {exc.strerror}", 126) from None
+        raise StartError(
+            f"cannot execute {found[0]}: {exc.strerror}", 127 if exc.errno == errno.ENOENT else 126
+        ) from None

@@ -141,3 +141,33 @@ def test_pids_limit_stops_a_fork_bomb(rootfs: Path, real_group: cgroups.Cgroup) 
     script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 1 & done 2>&1; wait"
     _, out = run(rootfs, script, cgroup=real_group)
     assert "can't fork" in out or "Resource temporarily unavailable" in out
+
+
+def test_an_overlay_root_takes_writes_in_its_upper_dir_only(rootfs: Path, tmp_path: Path) -> None:
+    """Image layers stay untouched; the container's changes land in its upper dir."""
+    top = tmp_path / "layer-top"
+    (top / "etc").mkdir(parents=True)
+    (top / "etc" / "motd").write_text("from the top layer\n")
+    (rootfs / "etc" / "motd").write_text("from the base layer\n")
+    (rootfs / "etc" / "hosts").write_text("base\n")
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for directory in (upper, work, merged):
+        directory.mkdir()
+    merged.chmod(0o755)
+    overlay = spawn.Overlay(layers=(str(top), str(rootfs)), upper=str(upper), work=str(work))
+    code, out = run(
+        merged, "cat /etc/motd; echo changed > /etc/hosts; echo new > /made-here; cat /etc/hosts", overlay=overlay
+    )
+    assert code == 0
+    assert out.splitlines() == ["from the top layer", "changed"]
+    assert (rootfs / "etc" / "hosts").read_text() == "base\n"  # the layer is untouched
+    assert (upper / "etc" / "hosts").read_text() == "changed\n"
+    assert (upper / "made-here").read_text() == "new\n"
+    assert list(merged.iterdir()) == []  # the mount never reached the host
+    with open("/proc/mounts") as handle:
+        assert str(merged) not in handle.read()
+
+
+def test_overlay_paths_that_would_break_mount_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(spawn.StartError, match="must be absolute"):
+        spawn.Overlay(layers=("/a,upperdir=/etc",), upper="/u", work="/w").options()

@@ -7,7 +7,8 @@ behind. The sequence (each step in the child, before exec):
 2. unshare mount, uts, ipc, net, cgroup and pid namespaces, then fork once more:
    only a child of the unsharing process lives in the new pid namespace, as pid 1;
 3. make every mount private, so nothing done here propagates to the host;
-4. bind the rootfs onto itself (pivot_root needs a mount point) and mount ``/proc``,
+4. mount the overlay of image layers (or bind a plain rootfs onto itself: pivot_root
+   needs a mount point) and mount ``/proc``,
    a tmpfs ``/dev`` with the standard nodes, ``devpts``, ``/dev/shm``, ``/dev/mqueue``
    and a read-only ``/sys``;
 5. pivot_root into it and detach the old root;
@@ -56,7 +57,28 @@ DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 
 
 @dataclass(frozen=True)
+class Overlay:
+    """An overlay root: image ``layers`` (topmost first) read-only under a per-container
+    ``upper`` directory that takes every write, with ``work`` as overlayfs' scratch
+    space (on the same filesystem as ``upper``). Mounted inside the container's mount
+    namespace, so the host never sees the mount; ``upper`` outlives the container."""
+
+    layers: tuple[str, ...]
+    upper: str
+    work: str
+
+    def options(self) -> str:
+        for path in (*self.layers, self.upper, self.work):
+            if any(c in path for c in ",:\\") or not os.path.isabs(path):
+                raise StartError(f"overlay path {path!r} must be absolute, without ',', ':' or '\\'", 126)
+        return f"lowerdir={':'.join(self.layers)},upperdir={self.upper},workdir={self.work}"
+
+
+@dataclass(frozen=True)
 class Config:
+    """``rootfs`` is the root directory itself, or, with ``overlay``, the empty
+    directory the overlay is mounted on."""
+
     rootfs: str
     argv: list[str]
     env: list[str] = field(default_factory=list)
@@ -68,6 +90,7 @@ class Config:
     capabilities: list[str] = field(default_factory=list)
     read_only: bool = False
     no_new_privileges: bool = True
+    overlay: Overlay | None = None
 
 
 class StartError(Exception):
@@ -142,7 +165,10 @@ def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None
             os.dup2(fd, target)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = os.path.realpath(config.rootfs)
-    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+    if config.overlay is not None:
+        linux.mount("overlay", root, "overlay", 0, config.overlay.options())
+    else:
+        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)  # pivot_root needs a mount point
     _mount_filesystems(root)
     linux.sethostname(config.hostname)
     os.chdir(root)

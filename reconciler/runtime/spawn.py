@@ -101,11 +101,22 @@ class StartError(Exception):
         self.exit_code = exit_code
 
 
-def run(config: Config, *, cgroup: Cgroup | None = None, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> int:
-    """Run ``config`` to completion; its exit code (128+N when killed by signal N).
+@dataclass(frozen=True)
+class Started:
+    """A running container: ``outer_pid`` is the caller's child (``wait`` on it gives
+    the exit code), ``pid`` the container's pid 1 as the host sees it (for signals)."""
 
-    Raises StartError when the process never started (its message is what the
-    container would have printed, e.g. ``executable not found in container: /x``).
+    outer_pid: int
+    pid: int
+
+
+def start(config: Config, *, cgroup: Cgroup | None = None, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> Started:
+    """Start ``config`` and return once its process has exec'd.
+
+    The report pipe is close-on-exec: the outer child writes ``pid N`` into it and
+    closes its end; the container writes an error into it only if it fails before
+    exec. End of file with no error therefore means the exec happened.
+    Raises StartError (after reaping the outer child) when it did not.
     """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -119,13 +130,31 @@ def run(config: Config, *, cgroup: Cgroup | None = None, stdout: int = 1, stderr
             code = 126
         os._exit(code)
     os.close(report_w)
-    _, status = os.waitpid(pid, 0)
     with os.fdopen(report_r, "rb") as handle:
         report = handle.read().decode(errors="replace")
-    if report:
-        code_text, _, message = report.partition(" ")
-        raise StartError(message, int(code_text))
+    head, newline, rest = report.partition("\n")
+    container_pid = int(head.split()[1]) if newline and head.startswith("pid ") else 0
+    error = rest if newline and head.startswith("pid ") else report
+    if error or not container_pid:
+        os.waitpid(pid, 0)
+        code_text, _, message = error.partition(" ")
+        raise StartError(message or "the container did not start", int(code_text) if code_text.isdigit() else 126)
+    return Started(outer_pid=pid, pid=container_pid)
+
+
+def wait(started: Started) -> int:
+    """Block until the container exits; its exit code (128+N when killed by signal N)."""
+    _, status = os.waitpid(started.outer_pid, 0)
     return _exit_code(status)
+
+
+def run(config: Config, *, cgroup: Cgroup | None = None, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> int:
+    """Run ``config`` to completion; its exit code (128+N when killed by signal N).
+
+    Raises StartError when the process never started (its message is what the
+    container would have printed, e.g. ``executable not found in container: /x``).
+    """
+    return wait(start(config, cgroup=cgroup, stdout=stdout, stderr=stderr, stdin=stdin))
 
 
 def _exit_code(status: int) -> int:
@@ -155,6 +184,8 @@ def _outer_child(config: Config, cgroup: Cgroup | None, report: int, stdio: tupl
         except BaseException as exc:
             _report(report, f"126 {exc}")
             os._exit(126)
+    _report(report, f"pid {pid}\n")
+    os.close(report)  # from here only the container holds it, until its exec closes it
     _, status = os.waitpid(pid, 0)
     return _exit_code(status)
 

@@ -1,0 +1,186 @@
+"""Detached containers whose life does not depend on the engine that started them.
+
+``start`` double-forks: the engine's child starts the container from a grandchild
+and exits at once, so the grandchild (the monitor) is reparented away from the
+engine and the engine can exit. The monitor then execs ``monitor.py`` and stays the
+container's parent. Everything is in ``state.StateStore``; ``inspect`` checks the
+kernel too, so a container whose monitor was killed is reported, not lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from reconciler.runtime import cgroups, spawn
+from reconciler.runtime.state import ContainerState, StateStore, process_start
+
+CGROUP_PARENT = "reconcile"
+
+
+class ContainerError(Exception):
+    pass
+
+
+def _config_from(spec: dict[str, Any]) -> spawn.Config:
+    raw = dict(spec["config"])
+    overlay = raw.pop("overlay", None)
+    raw["groups"] = tuple(raw.get("groups", ()))
+    return spawn.Config(
+        **raw,
+        overlay=spawn.Overlay(tuple(overlay["layers"]), overlay["upper"], overlay["work"]) if overlay else None,
+    )
+
+
+class Runtime:
+    def __init__(self, root: str, *, cgroup_parent: str = CGROUP_PARENT) -> None:
+        self.root = root
+        self.store = StateStore(root)
+        self.cgroup_parent = cgroup_parent
+
+    def create(self, name: str, config: spawn.Config, limits: cgroups.Limits | None = None) -> ContainerState:
+        if self.store.read(name) is not None:
+            raise ContainerError(f"container {name!r} already exists")
+        spec = {"config": asdict(config), "limits": asdict(limits or cgroups.Limits())}
+        state = ContainerState(name=name, spec=spec)
+        self.store.write(state)
+        return state
+
+    def _cgroup(self, name: str) -> cgroups.Cgroup:
+        return cgroups.new_cgroup(name, parent=self.cgroup_parent)
+
+    def start(self, name: str) -> ContainerState:
+        state = self._require(name)
+        if state.status != "created":
+            raise ContainerError(f"container {name!r} is {state.status}, not created")
+        ready_r, ready_w = os.pipe()
+        first = os.fork()
+        if first == 0:  # pragma: no cover - child processes; their effects are tested
+            os.close(ready_r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            self._monitor(state, ready_w)
+        os.close(ready_w)
+        os.waitpid(first, 0)
+        # One message, not "until EOF": the container's outer process is forked while
+        # the monitor holds this pipe, and keeps its copy for the container's life.
+        try:
+            message = os.read(ready_r, 65536).decode(errors="replace")
+        finally:
+            os.close(ready_r)
+        if message != "ok":
+            raise ContainerError(f"container {name!r} did not start: {message or 'the monitor died'}")
+        return self._require(name)
+
+    def _monitor(self, state: ContainerState, ready: int) -> None:  # pragma: no cover - runs in the monitor
+        """In the monitor: cgroup, pipes, start, record, exec the small monitor."""
+        # A daemon keeps none of the engine's stdio: a caller capturing the engine's
+        # output would otherwise wait for the container to exit. Errors go through `ready`.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        try:
+            group = self._cgroup(state.name)
+            group.create()
+            group.set(cgroups.Limits(**state.spec["limits"]))
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            started = spawn.start(_config_from(state.spec), cgroup=group, stdin=devnull, stdout=out_w, stderr=err_w)
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+            state.status = "running"
+            state.pid = started.pid
+            state.pid_start = process_start(started.pid)
+            state.monitor_pid = os.getpid()
+            state.started_at = time.time()
+            self.store.write(state)
+            for fd in (out_r, err_r):
+                os.set_inheritable(fd, True)
+            os.write(ready, b"ok")
+            os.close(ready)
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+            args = [self.root, state.name, str(started.outer_pid), str(out_r), str(err_r), self.cgroup_parent]
+            os.execv(sys.executable, [sys.executable, "-S", "-I", script, *args])
+        except BaseException as exc:
+            # record first, then tell the engine: it reads the state as soon as it hears
+            state.status, state.error, state.exit_code = "exited", str(exc), getattr(exc, "exit_code", 126)
+            self.store.write(state)
+            with contextlib.suppress(cgroups.CgroupError):
+                self._cgroup(state.name).destroy()
+            with contextlib.suppress(OSError):
+                os.write(ready, str(exc).encode())
+            os._exit(1)
+
+    def inspect(self, name: str) -> ContainerState:
+        """The recorded state, corrected by what the kernel says now."""
+        state = self._require(name)
+        container_gone = process_start(state.pid) != state.pid_start
+        if state.status in ("running", "paused") and container_gone and not process_start(state.monitor_pid):
+            # both gone and nobody recorded why: report it rather than pretend it runs
+            state.status, state.error = "exited", "the container and its monitor are gone; exit code unknown"
+            self.store.write(state)
+        return state
+
+    def list(self) -> list[ContainerState]:
+        return [self.inspect(name) for name in self.store.names()]
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        state = self.inspect(name)
+        if state.status not in ("running", "paused"):
+            raise ContainerError(f"container {name!r} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, sig)
+
+    def stop(self, name: str, *, grace: float = 10.0, sig: int = signal.SIGTERM) -> ContainerState:
+        """The stop signal, ``grace`` seconds, then SIGKILL; returns once it exited."""
+        state = self.inspect(name)
+        if state.status == "paused":
+            self.unpause(name)
+        if state.status in ("running", "paused"):
+            self.kill(name, sig)
+            if not self._wait_exited(name, grace):
+                self.kill(name, signal.SIGKILL)
+                self._wait_exited(name, 30.0)
+        return self.inspect(name)
+
+    def _wait_exited(self, name: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.inspect(name).status == "exited":
+                return True
+            time.sleep(0.02)
+        return False
+
+    def pause(self, name: str) -> None:
+        self._cgroup(name).freeze()
+        state = self._require(name)
+        state.status = "paused"
+        self.store.write(state)
+
+    def unpause(self, name: str) -> None:
+        self._cgroup(name).thaw()
+        state = self._require(name)
+        state.status = "running"
+        self.store.write(state)
+
+    def delete(self, name: str) -> None:
+        state = self.inspect(name)
+        if state.status in ("running", "paused"):
+            raise ContainerError(f"container {name!r} is {state.status}: stop it first")
+        with contextlib.suppress(cgroups.CgroupError):
+            self._cgroup(name).destroy()
+        self.store.remove(name)
+
+    def _require(self, name: str) -> ContainerState:
+        state = self.store.read(name)
+        if state is None:
+            raise ContainerError(f"no such container: {name}")
+        return state

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime import cgroups, linux, logs, spawn
+from reconciler.runtime import cgroups, linux, logread, spawn
 from reconciler.runtime.containers import ContainerError, Runtime
 
 pytestmark = pytest.mark.requires_root
@@ -100,8 +100,8 @@ def test_a_container_outlives_its_engine_logs_both_streams_and_stops(runtime: Ru
     state = runtime.inspect("web")
     assert state.status == "running" and os.path.exists(f"/proc/{state.pid}")
     log = runtime.store.path("web", "container.log")
-    wait_for(lambda: len(logs.read(log)) == 2)
-    assert [(e.stream, e.text) for e in logs.read(log)] == [("stdout", "out\n"), ("stderr", "err\n")]
+    wait_for(lambda: len(logread.read(log)) == 2)
+    assert [(e.stream, e.text) for e in logread.read(log)] == [("stdout", "out\n"), ("stderr", "err\n")]
     # pid 1 ignores SIGTERM it has no handler for: the grace period runs out, then SIGKILL
     stopped = runtime.stop("web", grace=0.3)
     assert (stopped.status, stopped.exit_code) == ("exited", 137)

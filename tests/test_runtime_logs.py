@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime import logs
+from reconciler.runtime import logread, logs
 
 T0 = 1_795_000_000_000_000_000  # a fixed clock: tests never depend on real time
 
@@ -27,7 +27,7 @@ def test_lines_are_docker_json_file_records(tmp_path: Path) -> None:
         {"log": "world\n", "stream": "stdout", "time": logs.timestamp(T0 + 2)},
     ]
     assert logs.timestamp(T0 + 2).endswith(".000000002Z")
-    assert logs.parse_timestamp(logs.timestamp(T0 + 123456789)) == T0 + 123456789
+    assert logread.parse_timestamp(logs.timestamp(T0 + 123456789)) == T0 + 123456789
 
 
 def test_a_last_partial_line_is_kept_on_close_and_bad_utf8_is_replaced(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_a_last_partial_line_is_kept_on_close_and_bad_utf8_is_replaced(tmp_path:
     writer.write("stdout", b"no newline \xff", now_ns=T0)
     assert path.read_text() == ""  # held until the line ends
     writer.close(now_ns=T0)
-    (entry,) = logs.read(str(path))
+    (entry,) = logread.read(str(path))
     assert entry.text == "no newline \ufffd" and entry.stream == "stdout"
 
 
@@ -48,7 +48,7 @@ def test_rotation_keeps_max_files_and_reading_spans_them(tmp_path: Path) -> None
     writer.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log", "ctr.log.1", "ctr.log.2"]
     assert all(p.stat().st_size <= 200 for p in tmp_path.iterdir())
-    entries = logs.read(str(path))
+    entries = logread.read(str(path))
     texts = [e.text for e in entries]
     assert texts == sorted(texts) and texts[-1] == "line 39\n"  # in order, newest kept
     assert len(texts) < 40  # the oldest were rotated away
@@ -60,10 +60,10 @@ def test_tail_and_since(tmp_path: Path) -> None:
     for i in range(10):
         writer.write("stderr" if i % 2 else "stdout", f"{i}\n".encode(), now_ns=T0 + i)
     writer.close()
-    assert [e.text for e in logs.read(str(path), tail=3)] == ["7\n", "8\n", "9\n"]
-    assert logs.read(str(path), tail=0) == []
-    assert [e.text for e in logs.read(str(path), since_ns=T0 + 8)] == ["8\n", "9\n"]
-    assert [e.stream for e in logs.read(str(path), tail=2)] == ["stdout", "stderr"]
+    assert [e.text for e in logread.read(str(path), tail=3)] == ["7\n", "8\n", "9\n"]
+    assert logread.read(str(path), tail=0) == []
+    assert [e.text for e in logread.read(str(path), since_ns=T0 + 8)] == ["8\n", "9\n"]
+    assert [e.stream for e in logread.read(str(path), tail=2)] == ["stdout", "stderr"]
 
 
 def test_a_torn_last_record_is_skipped(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_a_torn_last_record_is_skipped(tmp_path: Path) -> None:
     writer.close()
     with path.open("a") as handle:
         handle.write('{"log": "cut sho')  # the writer died mid-record
-    assert [e.text for e in logs.read(str(path))] == ["whole\n"]
+    assert [e.text for e in logread.read(str(path))] == ["whole\n"]
 
 
 def test_follow_sees_new_lines_across_a_rotation(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_follow_sees_new_lines_across_a_rotation(tmp_path: Path) -> None:
         done.set()
 
     thread = threading.Thread(target=produce)
-    follower = logs.follow(str(path), tail=1, stop=done.is_set, poll_seconds=0.005)
+    follower = logread.follow(str(path), tail=1, stop=done.is_set, poll_seconds=0.005)
     seen.append(next(follower).text)  # history first: the last line before following
     thread.start()
     for entry in follower:

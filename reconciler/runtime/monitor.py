@@ -20,10 +20,11 @@ import time
 
 def main(argv: list[str]) -> int:
     state_root, name, outer_pid, out_fd, err_fd, cgroup_parent = argv
-    from reconciler.runtime import cgroups, logs, state
+    # While the container runs, only the log writer is needed: the rest is imported
+    # once it exited, so the monitor stays small for the container's whole life.
+    from reconciler.runtime import logs
 
-    store = state.StateStore(state_root)
-    log = logs.LogWriter(store.path(name, "container.log"))
+    log = logs.LogWriter(os.path.join(state_root, "containers", name, "container.log"))
     streams: dict[int, logs.Stream] = {int(out_fd): "stdout", int(err_fd): "stderr"}
     exited: int | None = None
     while streams:
@@ -44,6 +45,9 @@ def main(argv: list[str]) -> int:
     if exited is None:
         _, exited = os.waitpid(int(outer_pid), 0)
     log.close()
+    from reconciler.runtime import cgroups, state
+
+    store = state.StateStore(state_root)
     code = os.waitstatus_to_exitcode(exited)
     group = cgroups.new_cgroup(name, parent=cgroup_parent)
     oom = False

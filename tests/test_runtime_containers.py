@@ -33,7 +33,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     try:
         yield rt
     finally:
-        for state in rt.list():
+        for state in rt.containers():
             for pid in (state.pid, state.monitor_pid):
                 if pid:
                     with contextlib.suppress(ProcessLookupError):
@@ -106,7 +106,7 @@ def test_a_container_outlives_its_engine_logs_both_streams_and_stops(runtime: Ru
     stopped = runtime.stop("web", grace=0.3)
     assert (stopped.status, stopped.exit_code) == ("exited", 137)
     runtime.delete("web")
-    assert runtime.list() == []
+    assert runtime.containers() == []
 
 
 def test_the_exit_code_is_recorded_with_no_engine_alive(runtime: Runtime, rootfs: Path) -> None:
@@ -172,3 +172,39 @@ def test_a_container_whose_monitor_died_is_reported_not_lost(runtime: Runtime, r
     os.kill(state.pid, signal.SIGKILL)
     wait_for(lambda: runtime.inspect("orphan").status == "exited")
     assert "exit code unknown" in (runtime.inspect("orphan").error or "")
+
+
+def test_exec_runs_inside_the_running_container(runtime: Runtime, rootfs: Path) -> None:
+    (rootfs / "bin" / "hostname").symlink_to("busybox")
+    (rootfs / "bin" / "ls").symlink_to("busybox")
+    runtime.create(
+        "app",
+        spawn.Config(rootfs=str(rootfs), argv=["sleep", "60"], env=["PATH=/bin", "GREETING=hi"], hostname="app-host"),
+        cgroups.Limits(pids=16),
+    )
+    state = runtime.start("app")
+    read_end, write_end = os.pipe()
+    script = 'echo "$GREETING $(hostname) pid=$$"; ls /proc | grep -c "^[0-9]"; cat /proc/self/cgroup; exit 5'
+    try:
+        code = runtime.exec("app", ["sh", "-c", script], stdout=write_end, stderr=write_end)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        out = handle.read()
+    assert code == 5
+    first, count, *cgroup_lines = out.splitlines()
+    assert first.startswith("hi app-host pid=") and first != "hi app-host pid=1"  # in its pid namespace, not pid 1
+    assert int(count) <= 4  # sleep (pid 1), sh, ls, grep: no host process
+    assert cgroup_lines  # and its cgroup namespace shows it at the root of the container's group
+    assert os.path.exists(f"/proc/{state.pid}")  # the container runs on
+
+
+def test_exec_errors_are_dockers(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("app", config(rootfs, "exec sleep 60"))
+    runtime.start("app")
+    with pytest.raises(spawn.StartError) as info:
+        runtime.exec("app", ["/bin/nope"])
+    assert info.value.exit_code == 127 and "executable not found in container: /bin/nope" in str(info.value)
+    runtime.stop("app", grace=0)
+    with pytest.raises(ContainerError, match="not running"):
+        runtime.exec("app", ["true"])

@@ -10,6 +10,7 @@ kernel too, so a container whose monitor was killed is reported, not lost.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -129,7 +130,7 @@ class Runtime:
             self.store.write(state)
         return state
 
-    def list(self) -> list[ContainerState]:
+    def containers(self) -> list[ContainerState]:
         return [self.inspect(name) for name in self.store.names()]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -159,6 +160,14 @@ class Runtime:
             time.sleep(0.02)
         return False
 
+    def exec(self, name: str, argv: list[str], *, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> int:
+        """Run ``argv`` in the running container ``name``; its exit code."""
+        state = self.inspect(name)
+        if state.status != "running":
+            raise ContainerError(f"container {name!r} is {state.status}, not running")
+        config = exec_config(state, argv)
+        return spawn.exec_in(state.pid, config, cgroup=self._cgroup(name), stdout=stdout, stderr=stderr, stdin=stdin)
+
     def pause(self, name: str) -> None:
         self._cgroup(name).freeze()
         state = self._require(name)
@@ -184,3 +193,8 @@ class Runtime:
         if state is None:
             raise ContainerError(f"no such container: {name}")
         return state
+
+
+def exec_config(state: ContainerState, argv: list[str]) -> spawn.Config:
+    """The container's own process settings, running ``argv`` instead."""
+    return dataclasses.replace(_config_from(state.spec), argv=argv)

@@ -210,10 +210,7 @@ def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None
     if config.read_only:
         linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
     _drop_privileges(config)
-    try:
-        os.chdir(config.cwd)
-    except OSError as exc:
-        raise StartError(f"cannot change to working directory {config.cwd}: {exc.strerror}", 126) from None
+    _enter_workdir(config)
     _exec(config)
 
 
@@ -274,6 +271,13 @@ def _drop_privileges(config: Config) -> None:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def _enter_workdir(config: Config) -> None:
+    try:
+        os.chdir(config.cwd)
+    except OSError as exc:
+        raise StartError(f"cannot change to working directory {config.cwd}: {exc.strerror}", 126) from None
+
+
 def _exec(config: Config) -> None:
     program = config.argv[0]
     env = dict(item.partition("=")[::2] for item in config.env)
@@ -293,3 +297,66 @@ def _exec(config: Config) -> None:
         raise StartError(
             f"cannot execute {found[0]}: {exc.strerror}", 127 if exc.errno == errno.ENOENT else 126
         ) from None
+
+
+#: Namespaces an exec joins, in order: the pid namespace last, since it applies to
+#: children only, and the mount namespace after the others (its files are under /proc).
+JOIN_ORDER = (("ipc", 0), ("uts", 0), ("net", 0), ("cgroup", 0), ("pid", 0), ("mnt", 0))
+
+
+def exec_in(
+    pid: int,
+    config: Config,
+    *,
+    cgroup: Cgroup | None = None,
+    stdout: int = 1,
+    stderr: int = 2,
+    stdin: int = 0,
+) -> int:
+    """Run ``config.argv`` inside the running container whose pid 1 is ``pid``: its
+    namespaces, cgroup, user, capabilities and environment (``config`` is the
+    container's, with the argv to run). Returns the exit code; StartError as ``run``.
+    """
+    namespaces = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name, _ in JOIN_ORDER]
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child; its effects are tested
+        os.close(report_r)
+        try:
+            if cgroup is not None:
+                cgroup.add(os.getpid())
+            for fd in namespaces:
+                linux.setns(fd)
+            inner = os.fork()  # only a child enters the pid namespace
+            if inner == 0:
+                try:
+                    linux.prctl(linux.PR_SET_PDEATHSIG, 9)
+                    for target, fd in enumerate((stdin, stdout, stderr)):
+                        if fd != target:
+                            os.dup2(fd, target)
+                    os.chdir("/")
+                    _drop_privileges(config)
+                    _enter_workdir(config)
+                    _exec(config)
+                except StartError as exc:
+                    _report(report_w, f"{exc.exit_code} {exc}")
+                    os._exit(exc.exit_code)
+                except BaseException as exc:
+                    _report(report_w, f"126 {exc}")
+                    os._exit(126)
+            os.close(report_w)
+            _, status = os.waitpid(inner, 0)
+            os._exit(_exit_code(status))
+        except BaseException as exc:
+            _report(report_w, f"126 {exc}")
+            os._exit(126)
+    os.close(report_w)
+    for fd in namespaces:
+        os.close(fd)
+    _, status = os.waitpid(child, 0)
+    with os.fdopen(report_r, "rb") as handle:
+        report = handle.read().decode(errors="replace")
+    if report:
+        code_text, _, message = report.partition(" ")
+        raise StartError(message, int(code_text) if code_text.isdigit() else 126)
+    return _exit_code(status)

@@ -268,3 +268,14 @@ def test_usage_errors_exit_64_not_2() -> None:
     with pytest.raises(SystemExit) as info:
         main(["nonsense"])
     assert info.value.code == 64
+
+
+def test_container_commands_import_only_the_standard_library() -> None:
+    """`run`, `ps`, `logs` are hot paths: no pydantic, ruamel, rich, httpx or typer."""
+    code = (
+        "import sys; import reconciler.cli.container_commands;"
+        "heavy = [m for m in ('pydantic', 'ruamel', 'rich', 'httpx', 'typer') if m in sys.modules];"
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

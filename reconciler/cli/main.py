@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour output (default: on a TTY)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
     validate = sub.add_parser("validate", parents=[common], help="check a manifests directory and report every error")
     _manifests_arg(validate)
@@ -78,6 +78,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 2 when the plan has changes (0: none, 1: error or conflict)",
     )
 
+    engine = _Parser(add_help=False)
+    engine.add_argument(
+        "--root",
+        default=os.environ.get("RECONCILE_ROOT", "/var/lib/reconcile"),
+        help="state directory (default: $RECONCILE_ROOT or /var/lib/reconcile)",
+    )
+    engine.add_argument(
+        "--cgroup-parent",
+        default=os.environ.get("RECONCILE_CGROUP_PARENT", "reconcile"),
+        help="cgroup directory containers are made under (default: $RECONCILE_CGROUP_PARENT or reconcile)",
+    )
+
+    image = sub.add_parser("image", help="manage images")
+    image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+    image_import = image_sub.add_parser(
+        "import", parents=[engine], help="import a root filesystem tarball as a one-layer image"
+    )
+    image_import.add_argument("tarball")
+    image_import.add_argument("reference", metavar="NAME[:TAG]")
+
+    run = sub.add_parser("run", parents=[engine], help="run a command in a new container")
+    run.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    run.add_argument("-d", "--detach", action="store_true", help="run in the background and print its name")
+    run.add_argument("--name")
+    run.add_argument("--hostname")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("-u", "--user")
+    run.add_argument("-w", "--workdir")
+    run.add_argument("--read-only", action="store_true")
+    run.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
+    run.add_argument("--cpus")
+    run.add_argument("--pids-limit", dest="pids", type=int)
+    run.add_argument("image")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+
+    ps = sub.add_parser("ps", parents=[engine], help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="also exited containers")
+    ps.add_argument("-o", "--output", choices=("text", "json"), default="text")
+
+    logs = sub.add_parser("logs", parents=[engine], help="print a container's output")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--tail", type=int)
+    logs.add_argument("--since", help="seconds since the epoch")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+
+    exec_ = sub.add_parser("exec", parents=[engine], help="run a command in a running container")
+    exec_.add_argument("name")
+    exec_.add_argument("command", nargs=argparse.REMAINDER)
+
+    stop = sub.add_parser("stop", parents=[engine], help="stop a container (signal, grace period, then SIGKILL)")
+    stop.add_argument("name")
+    stop.add_argument("-t", "--time", type=float, default=10.0, help="grace period in seconds")
+
+    rm = sub.add_parser("rm", parents=[engine], help="remove containers")
+    rm.add_argument("names", nargs="+")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running ones first")
+
     schema = sub.add_parser("schema", parents=[common], help="print or write the JSON Schemas of the manifest kinds")
     schema.add_argument("name", nargs="?", default="manifest", help="which schema to print (default: manifest)")
     schema.add_argument("--write", action="store_true", help="write every schema into --dir")
@@ -89,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.subcommand is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    command = _commands()[args.command]
+    command = _commands()[args.subcommand]
     # A one-shot command allocates many small objects (YAML nodes, models) and frees
     # them at exit; the cyclic collector would only re-scan them, costing about a
     # fifth of `reconcile plan` on 1,000 objects. Long-running commands keep it.
@@ -127,7 +185,29 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return schema_command.run(args)
 
-    return {"validate": validate, "plan": plan, "schema": schema}
+    def container(function: str) -> Callable[[argparse.Namespace], int]:
+        def command(args: argparse.Namespace) -> int:
+            from reconciler.cli import container_commands
+
+            if getattr(args, "command", None) and args.command[:1] == ["--"]:
+                args.command = args.command[1:]
+            handler: Callable[[argparse.Namespace], int] = getattr(container_commands, function)
+            return handler(args)
+
+        return command
+
+    return {
+        "validate": validate,
+        "plan": plan,
+        "schema": schema,
+        "image": container("image_import"),
+        "run": container("run"),
+        "ps": container("ps"),
+        "logs": container("logs"),
+        "exec": container("exec_"),
+        "stop": container("stop"),
+        "rm": container("rm"),
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

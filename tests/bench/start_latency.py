@@ -81,6 +81,28 @@ def ours(directory: str, rootfs: str, runs: int) -> list[float]:
             os.rmdir(parent)
 
 
+def cli(directory: str, rootfs: str, runs: int) -> list[float]:
+    """The whole command, interpreter start included, on a one-layer image of the rootfs."""
+    import tarfile
+
+    from reconciler.images.local import LocalImages
+
+    tarball = os.path.join(directory, "busybox.tar")
+    with tarfile.open(tarball, "w") as archive:
+        archive.add(rootfs, arcname=".")
+    root = os.path.join(directory, "cli-root")
+    LocalImages(root).import_tarball(tarball, "bench:latest")
+    parent = f"reconcile-bench-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "RECONCILE_ROOT": root, "RECONCILE_CGROUP_PARENT": parent}
+    argv = [sys.executable, "-m", "reconciler", "run", "--rm", "bench:latest", "true"]
+    try:
+        return time_runs(runs, lambda: subprocess.run(argv, check=True, env=env))
+    finally:
+        for directory_ in cgroups.new_cgroup("x", parent=parent).parent_dirs():
+            if os.path.isdir(directory_):
+                os.rmdir(directory_)
+
+
 def command(argv: list[str], runs: int) -> list[float]:
     return time_runs(runs, lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL))
 
@@ -114,6 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as directory:
         rootfs = busybox_rootfs(directory)
         rows.append(("reconcile runtime API (warm process, overlay + cgroup)", ours(directory, rootfs, args.runs)))
+        rows.append(("`reconcile run --rm IMG true` (CLI, fresh process)", cli(directory, rootfs, args.runs)))
         unshare = shutil.which("unshare")
         if unshare:
             argv = [unshare, "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "--cgroup", "/bin/true"]

@@ -145,3 +145,28 @@ def test_image_names_default_to_latest(tmp_path: Path) -> None:
     digest = images.import_tarball(str(busybox_tarball(tmp_path / "b.tar")), "busybox")
     assert images.images() == {"busybox:latest": digest}
     assert images.layers("busybox") == images.layers("busybox:latest")
+
+
+@pytest.mark.requires_root
+def test_run_with_volumes_tmpfs_and_hostname(engine: dict[str, str], image: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f").write_text("shared\n")
+    result = reconcile(
+        engine,
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "-v",
+        f"{shared}:/data:ro",
+        "--tmpfs",
+        "/scratch:size=1m",
+        image,
+        "sh",
+        "-c",
+        "cat /etc/hostname /data/f; grep -c box /etc/hosts; grep -c ' /scratch ' /proc/mounts",
+    )
+    assert (result.returncode, result.stdout) == (0, "box\nshared\n1\n1\n"), result.stderr
+    bad = reconcile(engine, "run", "--rm", "-v", "relative:/data", image, "true")
+    assert bad.returncode == 125 and "invalid volume" in bad.stderr

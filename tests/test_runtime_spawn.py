@@ -171,3 +171,50 @@ def test_an_overlay_root_takes_writes_in_its_upper_dir_only(rootfs: Path, tmp_pa
 def test_overlay_paths_that_would_break_mount_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(spawn.StartError, match="must be absolute"):
         spawn.Overlay(layers=("/a,upperdir=/etc",), upper="/u", work="/w").options()
+
+
+def test_bind_and_tmpfs_mounts(rootfs: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in").write_text("from the host\n")
+    single = tmp_path / "single.conf"
+    single.write_text("one file\n")
+    mounts = (
+        spawn.MountSpec(target="/data", source=str(shared)),
+        spawn.MountSpec(target="/ro", source=str(shared), read_only=True),
+        spawn.MountSpec(target="/etc/app.conf", source=str(single)),
+        spawn.MountSpec(target="/scratch", type="tmpfs", options="size=1m,mode=1777"),
+    )
+    script = "cat /data/in /etc/app.conf; echo out > /data/out; echo x > /ro/x 2>&1; grep ' /scratch ' /proc/mounts"
+    code, out = run(rootfs, script, mounts=mounts)
+    assert code == 0
+    assert "from the host\none file\n" in out
+    assert "Read-only file system" in out
+    assert "tmpfs /scratch tmpfs" in out and "size=1024k" in out
+    assert (shared / "out").read_text() == "out\n"  # a read-write bind writes through
+    assert not (shared / "x").exists()
+
+
+def test_a_missing_bind_source_is_a_clear_error(rootfs: Path) -> None:
+    mounts = (spawn.MountSpec(target="/data", source="/nonexistent/reconcile-test"),)
+    with pytest.raises(spawn.StartError) as info:
+        spawn.run(spawn.Config(rootfs=str(rootfs), argv=["true"], env=["PATH=/bin"], mounts=mounts))
+    assert info.value.exit_code == 125 and "bind source /nonexistent/reconcile-test does not exist" in str(info.value)
+
+
+def test_an_image_symlink_cannot_move_a_mount_target_out_of_the_root(rootfs: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (rootfs / "escape").symlink_to(str(outside))  # absolute: means /…/outside inside the root
+    code, _ = run(rootfs, "true", mounts=(spawn.MountSpec(target="/escape/t", type="tmpfs"),))
+    assert code == 0
+    assert list(outside.iterdir()) == []  # nothing was created or mounted on the host path
+
+
+def test_open_files_limit_is_raised_within_the_hosts(rootfs: Path) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    code, out = run(rootfs, "ulimit -n")
+    expected = spawn.NOFILE if hard == resource.RLIM_INFINITY else min(spawn.NOFILE, hard)
+    assert (code, out.strip()) == (0, str(expected))

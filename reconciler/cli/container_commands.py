@@ -18,7 +18,7 @@ import uuid
 from reconciler.cli import main as cli
 from reconciler.images.local import ImageError, LocalImages
 from reconciler.model import quantities
-from reconciler.runtime import cgroups, logread, process, spawn
+from reconciler.runtime import cgroups, etcfiles, logread, process, spawn
 from reconciler.runtime import logs as runtime_logs
 from reconciler.runtime.containers import ContainerError, Runtime
 
@@ -61,11 +61,17 @@ def run(args: argparse.Namespace) -> int:
         for path in overlay_dirs:
             os.makedirs(path)
         os.chmod(overlay_dirs[2], 0o755)
+        hostname = args.hostname or name[:63]
+        mounts = (
+            *etcfiles.write(os.path.join(directory, "etc"), hostname),
+            *(_volume(v) for v in args.volume),
+            *(_tmpfs(t) for t in args.tmpfs),
+        )
         config = spawn.Config(
             rootfs=overlay_dirs[2],
             argv=argv,
-            env=process.environment(image_env=image.env, env=env, hostname=args.hostname or name[:63], home=user.home),
-            hostname=args.hostname or name[:63],
+            env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
+            hostname=hostname,
             cwd=args.workdir or image.working_dir,
             uid=user.uid,
             gid=user.gid,
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             capabilities=process.capabilities(add=[], drop=[], all_caps=frozenset()),
             read_only=args.read_only,
             overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
+            mounts=mounts,
         )
         limits = cgroups.Limits(
             memory=quantities.parse_bytes(args.memory) if args.memory else None,
@@ -91,6 +98,20 @@ def run(args: argparse.Namespace) -> int:
     except spawn.StartError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _volume(text: str) -> spawn.MountSpec:
+    """``-v /host/path:/target[:ro]``; named volumes arrive with the volumes issue."""
+    source, target, *rest = [*text.split(":"), ""]
+    if not source.startswith("/") or not target.startswith("/"):
+        raise ValueError(f"invalid volume {text!r}: use /host/path:/container/path[:ro]")
+    return spawn.MountSpec(target=target, source=source, read_only=rest[0] == "ro")
+
+
+def _tmpfs(text: str) -> spawn.MountSpec:
+    """``--tmpfs /path[:size=64m,mode=1777]`` as in ``docker run``."""
+    target, _, options = text.partition(":")
+    return spawn.MountSpec(target=target, type="tmpfs", options=options)
 
 
 def _foreground(runtime: Runtime, name: str, config: spawn.Config, limits: cgroups.Limits, *, remove: bool) -> int:

@@ -32,6 +32,7 @@ def _config_from(spec: dict[str, Any]) -> spawn.Config:
     raw = dict(spec["config"])
     overlay = raw.pop("overlay", None)
     raw["groups"] = tuple(raw.get("groups", ()))
+    raw["mounts"] = tuple(spawn.MountSpec(**m) for m in raw.get("mounts", ()))
     return spawn.Config(
         **raw,
         overlay=spawn.Overlay(tuple(overlay["layers"]), overlay["upper"], overlay["work"]) if overlay else None,

@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import stat
 from dataclasses import dataclass, field
 
-from reconciler.runtime import linux
+from reconciler.runtime import linux, rootfs_path
 from reconciler.runtime.cgroups import Cgroup
 
 NAMESPACES = (
@@ -75,6 +76,19 @@ class Overlay:
 
 
 @dataclass(frozen=True)
+class MountSpec:
+    """A mount into the container: a host path bound (``bind``, file or directory) or a
+    fresh ``tmpfs`` (``options`` such as ``size=64m,mode=1777``). ``target`` is resolved
+    inside the container's root, so an image's symlink cannot point it elsewhere."""
+
+    target: str
+    type: str = "bind"
+    source: str = ""
+    read_only: bool = False
+    options: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """``rootfs`` is the root directory itself, or, with ``overlay``, the empty
     directory the overlay is mounted on."""
@@ -91,6 +105,7 @@ class Config:
     read_only: bool = False
     no_new_privileges: bool = True
     overlay: Overlay | None = None
+    mounts: tuple[MountSpec, ...] = ()
 
 
 class StartError(Exception):
@@ -201,6 +216,7 @@ def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None
     else:
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)  # pivot_root needs a mount point
     _mount_filesystems(root)
+    _mount_user(root, config.mounts)
     linux.sethostname(config.hostname)
     os.chdir(root)
     linux.pivot_root(".", ".")
@@ -245,6 +261,26 @@ def _mount_filesystems(root: str) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
+def _mount_user(root: str, mounts: tuple[MountSpec, ...]) -> None:
+    for spec in mounts:
+        target = rootfs_path.resolve(root, spec.target)
+        if spec.type == "tmpfs":
+            os.makedirs(target, exist_ok=True)
+            linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, spec.options or None)
+            continue
+        if not os.path.exists(spec.source):
+            raise StartError(f"bind source {spec.source} does not exist (mount on {spec.target})", 125)
+        if os.path.isdir(spec.source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.exists(target):
+                open(target, "a").close()
+        linux.mount(spec.source, target, None, linux.MS_BIND | linux.MS_REC)
+        if spec.read_only:
+            linux.mount(spec.source, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
 def _mask_paths() -> None:
     for path in MASKED_PATHS:
         if os.path.isdir(path):
@@ -257,7 +293,19 @@ def _mask_paths() -> None:
             linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
+#: Open files a container may have, as containerd sets it (capped at the host's hard limit).
+NOFILE = 1_048_576
+
+
+def _set_rlimits() -> None:
+    """Raise the open-files limit to what Docker containers get, within what the host allows."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _drop_privileges(config: Config) -> None:
+    _set_rlimits()
     keep = linux.capability_mask(config.capabilities)
     for number in range(linux.last_capability() + 1):
         if not keep & (1 << number):

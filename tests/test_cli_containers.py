@@ -170,3 +170,14 @@ def test_run_with_volumes_tmpfs_and_hostname(engine: dict[str, str], image: str,
     assert (result.returncode, result.stdout) == (0, "box\nshared\n1\n1\n"), result.stderr
     bad = reconcile(engine, "run", "--rm", "-v", "relative:/data", image, "true")
     assert bad.returncode == 125 and "invalid volume" in bad.stderr
+
+
+@pytest.mark.requires_root
+def test_run_capabilities_and_memory_floor(engine: dict[str, str], image: str) -> None:
+    read = ["sh", "-c", "grep CapEff /proc/self/status"]
+    dropped = reconcile(engine, "run", "--rm", "--cap-drop", "ALL", "--cap-add", "net_bind_service", image, *read)
+    assert dropped.returncode == 0 and dropped.stdout.split()[1] == f"{1 << 10:016x}"  # CAP_NET_BIND_SERVICE only
+    unknown = reconcile(engine, "run", "--rm", "--cap-add", "NOT_A_CAP", image, "true")
+    assert unknown.returncode == 125 and "unknown capability 'NOT_A_CAP'" in unknown.stderr
+    small = reconcile(engine, "run", "--rm", "-m", "1m", image, "true")
+    assert small.returncode == 125 and "minimum memory limit allowed is 6m" in small.stderr

@@ -18,7 +18,7 @@ import uuid
 from reconciler.cli import main as cli
 from reconciler.images.local import ImageError, LocalImages
 from reconciler.model import quantities
-from reconciler.runtime import cgroups, etcfiles, logread, process, spawn
+from reconciler.runtime import cgroups, etcfiles, linux, logread, process, spawn
 from reconciler.runtime import logs as runtime_logs
 from reconciler.runtime.containers import ContainerError, Runtime
 
@@ -76,13 +76,18 @@ def run(args: argparse.Namespace) -> int:
             uid=user.uid,
             gid=user.gid,
             groups=user.groups,
-            capabilities=process.capabilities(add=[], drop=[], all_caps=frozenset()),
+            capabilities=process.capabilities(
+                add=_caps(args.cap_add), drop=_caps(args.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
+            ),
             read_only=args.read_only,
             overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
             mounts=mounts,
         )
+        memory = quantities.parse_bytes(args.memory) if args.memory else None
+        if memory is not None and memory < MIN_MEMORY:
+            raise ValueError(f"minimum memory limit allowed is 6m, got {args.memory}")  # as Docker says
         limits = cgroups.Limits(
-            memory=quantities.parse_bytes(args.memory) if args.memory else None,
+            memory=memory,
             cpus=quantities.parse_cpus(args.cpus) if args.cpus else None,
             pids=args.pids,
         )
@@ -98,6 +103,21 @@ def run(args: argparse.Namespace) -> int:
     except spawn.StartError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+#: Docker's floor: below it a container cannot even start its runtime's init.
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+def _caps(names: list[str]) -> list[str]:
+    """``NET_ADMIN``, ``cap_net_admin`` or ``ALL``, in the kernel's spelling."""
+    out = []
+    for name in names:
+        canonical = name.upper() if name.upper() == "ALL" else "CAP_" + name.upper().removeprefix("CAP_")
+        if canonical != "ALL" and canonical not in linux.CAPABILITY_NUMBERS:
+            raise ValueError(f"unknown capability {name!r}")
+        out.append(canonical)
+    return out
 
 
 def _volume(text: str) -> spawn.MountSpec:

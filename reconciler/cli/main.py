@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-u", "--user")
     run.add_argument("-w", "--workdir")
     run.add_argument("--read-only", action="store_true")
+    run.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
     run.add_argument("-v", "--volume", action="append", default=[], metavar="/HOST:/CTR[:ro]")
     run.add_argument("--tmpfs", action="append", default=[], metavar="/PATH[:size=64m,mode=1777]")
     run.add_argument("-m", "--memory", help="memory limit, e.g. 64m")

@@ -28,7 +28,9 @@ import errno
 import os
 import resource
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from reconciler.runtime import linux, rootfs_path
 from reconciler.runtime.cgroups import Cgroup
@@ -190,25 +192,36 @@ def _outer_child(config: Config, cgroup: Cgroup | None, report: int, stdio: tupl
     linux.unshare(NAMESPACES)
     pid = os.fork()
     if pid == 0:
-        try:
-            linux.prctl(linux.PR_SET_PDEATHSIG, 9)  # if our parent dies, so does the container
-            _container(config, report, stdio)
-        except StartError as exc:
-            _report(report, f"{exc.exit_code} {exc}")
-            os._exit(exc.exit_code)
-        except BaseException as exc:
-            _report(report, f"126 {exc}")
-            os._exit(126)
+        _until_exec(report, lambda: _container(config, report, stdio))
     _report(report, f"pid {pid}\n")
     os.close(report)  # from here only the container holds it, until its exec closes it
     _, status = os.waitpid(pid, 0)
     return _exit_code(status)
 
 
-def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None:
+def _until_exec(report: int, body: Callable[[], None]) -> NoReturn:
+    """Run ``body`` in a forked child that must end in exec: any failure before it is
+    reported through ``report`` with Docker's exit code, and the child exits with it."""
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, 9)  # if our parent dies, so does the container
+        body()
+        raise StartError("exec returned", 126)
+    except StartError as exc:
+        _report(report, f"{exc.exit_code} {exc}")
+        os._exit(exc.exit_code)
+    except BaseException as exc:
+        _report(report, f"126 {exc}")
+        os._exit(126)
+
+
+def _redirect(stdio: tuple[int, int, int]) -> None:
     for target, fd in enumerate(stdio):
         if fd != target:
             os.dup2(fd, target)
+
+
+def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None:
+    _redirect(stdio)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = os.path.realpath(config.rootfs)
     if config.overlay is not None:
@@ -377,21 +390,15 @@ def exec_in(
                 linux.setns(fd)
             inner = os.fork()  # only a child enters the pid namespace
             if inner == 0:
-                try:
-                    linux.prctl(linux.PR_SET_PDEATHSIG, 9)
-                    for target, fd in enumerate((stdin, stdout, stderr)):
-                        if fd != target:
-                            os.dup2(fd, target)
+
+                def join() -> None:
+                    _redirect((stdin, stdout, stderr))
                     os.chdir("/")
                     _drop_privileges(config)
                     _enter_workdir(config)
                     _exec(config)
-                except StartError as exc:
-                    _report(report_w, f"{exc.exit_code} {exc}")
-                    os._exit(exc.exit_code)
-                except BaseException as exc:
-                    _report(report_w, f"126 {exc}")
-                    os._exit(126)
+
+                _until_exec(report_w, join)
             os.close(report_w)
             _, status = os.waitpid(inner, 0)
             os._exit(_exit_code(status))

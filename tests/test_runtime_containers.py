@@ -6,6 +6,7 @@ pause and delete behave as Docker's. Nothing is left on the host afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime import cgroups, linux, logread, spawn
+from reconciler.runtime import cgroups, linux, logread, netns, spawn
 from reconciler.runtime.containers import ContainerError, Runtime
 
 pytestmark = pytest.mark.requires_root
@@ -35,7 +36,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     finally:
         for state in rt.containers():
             for pid in (state.pid, state.monitor_pid):
-                if pid:
+                if pid and pid != os.getpid():  # a foreground run records us as its monitor
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -49,6 +50,8 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
         for name in rt.store.names():
             with contextlib.suppress(cgroups.CgroupError):
                 cgroups.new_cgroup(name, parent=rt.cgroup_parent).destroy()
+            netns.remove(rt.store.path(name, "netns"))
+        assert mounts_under(tmp_path) == [], "mounts left behind"
         parents = cgroups.new_cgroup("x", parent=rt.cgroup_parent).parent_dirs()
         for directory in parents:
             if os.path.isdir(directory):
@@ -208,3 +211,211 @@ def test_exec_errors_are_dockers(runtime: Runtime, rootfs: Path) -> None:
     runtime.stop("app", grace=0)
     with pytest.raises(ContainerError, match="not running"):
         runtime.exec("app", ["true"])
+
+
+def zombies_of(pid: int) -> list[int]:
+    """Children of ``pid`` (as the host sees them) that exited and wait to be reaped.
+    A zombie has already left its cgroup, so the host's process table is asked."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+                if fields[0] == "Z" and int(fields[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def test_init_forwards_signals_and_reaps_orphans(runtime: Runtime, rootfs: Path) -> None:
+    # an orphan of a subshell is reparented to pid 1; `sleep` as pid 1 would leave it a zombie
+    script = "(sleep 0.2 &); exec sleep 60"
+    runtime.create("plain", config(rootfs, script))
+    runtime.create("init", dataclasses.replace(config(rootfs, script), init=True))
+    plain = runtime.start("plain")
+    init = runtime.start("init")
+    wait_for(lambda: len(zombies_of(plain.pid)) == 1)
+    time.sleep(0.5)
+    assert zombies_of(init.pid) == []
+    # pid 1 without a handler ignores SIGTERM (killed after the grace period: 137);
+    # an init passes it on to sleep, which dies of it (143)
+    assert runtime.stop("init", grace=30).exit_code == 143
+    assert runtime.stop("plain", grace=0.3).exit_code == 137
+
+
+def test_init_is_pid_1_and_the_command_its_child(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("pids", dataclasses.replace(config(rootfs, "echo $$; exit 7"), init=True))
+    runtime.start("pids")
+    wait_for(lambda: runtime.inspect("pids").status == "exited")
+    assert runtime.inspect("pids").exit_code == 7
+    log = runtime.store.path("pids", "container.log")
+    assert [e.text for e in logread.read(log)] == ["2\n"]
+
+
+def test_exec_with_a_terminal(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("term", config(rootfs, "exec sleep 60"))
+    runtime.start("term")
+    master, slave = os.openpty()
+    try:
+        code = runtime.exec(
+            "term",
+            ["sh", "-c", "test -t 0 && test -t 1 && echo on a tty"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            tty=True,
+        )
+        os.close(slave)
+        output = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 1024):
+                output += chunk
+    finally:
+        os.close(master)
+    assert (code, output) == (0, b"on a tty\r\n")
+    runtime.stop("term", grace=0)
+
+
+def test_a_foreground_run_is_recorded_and_removed(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("fg", config(rootfs, "exit 4"))
+    assert runtime.run("fg") == 4
+    state = runtime.inspect("fg")
+    assert (state.status, state.exit_code) == ("exited", 4)
+    runtime.delete("fg")
+    runtime.create("gone", config(rootfs, "exit 0"))
+    assert runtime.run("gone", remove=True) == 0
+    assert runtime.store.names() == []
+
+
+def test_an_engine_killed_while_preparing_leaves_a_visible_container(runtime: Runtime, rootfs: Path) -> None:
+    runtime.reserve("half")  # what a killed `run` leaves: the name claimed, no spec yet
+    state = runtime.inspect("half")
+    assert (state.status, state.spec) == ("created", {})
+    with pytest.raises(ContainerError, match="never fully created"):
+        runtime.start("half")
+    with pytest.raises(ContainerError, match="already exists"):
+        runtime.reserve("half")
+    runtime.delete("half")
+    assert runtime.store.names() == []
+    with pytest.raises(ContainerError, match="invalid container name"):
+        runtime.reserve("../escape")
+
+
+def test_a_start_killed_half_way_is_cleaned_up_by_the_next_engine(runtime: Runtime, rootfs: Path) -> None:
+    # a start killed after the cgroup got a process but before the state said so
+    runtime.create("stuck", config(rootfs, "echo second start; exit 3"))
+    group = cgroups.new_cgroup("stuck", parent=runtime.cgroup_parent)
+    group.create()
+    leftover = subprocess.Popen(["sleep", "60"])
+    try:
+        group.add(leftover.pid)
+        state = runtime.start("stuck")  # reaps what the killed start left, then starts
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        wait_for(lambda: runtime.inspect("stuck").status == "exited")
+        assert runtime.inspect("stuck").exit_code == 3 and state.pid != leftover.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            leftover.kill()
+        leftover.wait()
+    # delete does the same for a container that was never started again
+    runtime.create("stuck2", config(rootfs, "exit 0"))
+    group2 = cgroups.new_cgroup("stuck2", parent=runtime.cgroup_parent)
+    group2.create()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        group2.add(other.pid)
+        runtime.delete("stuck2")
+        assert other.wait(timeout=10) == -signal.SIGKILL
+        assert not group2.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            other.kill()
+        other.wait()
+
+
+def test_an_engine_killed_during_a_foreground_run_leaves_a_container_it_finds(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("fgkill", config(rootfs, "exec sleep 60"))
+    engine = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from reconciler.runtime import containers\n"
+            f"containers.Runtime({runtime.root!r}, cgroup_parent={runtime.cgroup_parent!r}).run('fgkill')\n",
+        ],
+        cwd=ROOT_OF_REPO,
+    )
+    wait_for(lambda: runtime.inspect("fgkill").status == "running")
+    engine.kill()
+    engine.wait()
+    state = runtime.inspect("fgkill")
+    assert state.status == "running"  # the container runs on without the engine
+    os.kill(state.pid, signal.SIGKILL)
+    wait_for(lambda: runtime.inspect("fgkill").status == "exited")
+    assert "exit code unknown" in (runtime.inspect("fgkill").error or "")
+    assert not cgroups.new_cgroup("fgkill", parent=runtime.cgroup_parent).exists()
+    runtime.delete("fgkill")
+
+
+def test_a_cpu_quota_of_half_a_core_shows_in_the_stats(runtime: Runtime, rootfs: Path) -> None:
+    runtime.create("busy", config(rootfs, "while :; do :; done"), cgroups.Limits(cpus=0.5))
+    runtime.start("busy")
+    group = cgroups.new_cgroup("busy", parent=runtime.cgroup_parent)
+    time.sleep(0.3)
+    before, started = group.stats().cpu_usage_ns, time.monotonic()
+    time.sleep(2.0)
+    used = (group.stats().cpu_usage_ns - before) / 1e9 / (time.monotonic() - started)
+    runtime.stop("busy", grace=0)
+    # loosely: throttled well below a whole core, yet clearly running (about 0.5)
+    assert 0.2 < used < 0.8, used
+
+
+def test_cpuset_and_swap_limits_reach_the_kernel(runtime: Runtime, rootfs: Path) -> None:
+    limits = cgroups.Limits(memory=64 << 20, memory_swap=96 << 20, cpuset="0")
+    runtime.create("pinned", config(rootfs, "cat /proc/self/status; exec sleep 60"), limits)
+    state = runtime.start("pinned")
+    log = runtime.store.path("pinned", "container.log")
+    wait_for(lambda: any("Cpus_allowed_list" in e.text for e in logread.read(log)))
+    assert any(e.text.split() == ["Cpus_allowed_list:", "0"] for e in logread.read(log))
+    if cgroups.version() == 1:
+        memsw = Path("/sys/fs/cgroup/memory", runtime.cgroup_parent, "pinned", "memory.memsw.limit_in_bytes")
+        if memsw.exists():
+            assert int(memsw.read_text()) == 96 << 20
+    assert state.status == "running"
+    runtime.stop("pinned", grace=0)
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as handle:
+        return [line.split()[4] for line in handle if line.split()[4].startswith(str(path))]
+
+
+def test_the_network_namespace_is_made_first_and_can_be_wired_before_start(
+    runtime: Runtime, rootfs: Path, tmp_path: Path
+) -> None:
+    runtime.create("wired", config(rootfs, "cat /sys/class/net/lo/operstate; ls /sys/class/net"))
+    handle = runtime.store.path("wired", "netns")
+    assert netns.is_handle(handle) and runtime.inspect("wired").spec["config"]["netns"] == handle
+    # what the network layer will do: configure the namespace before the process exists
+    wire = subprocess.run(["nsenter", f"--net={handle}", "ip", "link", "set", "lo", "up"], capture_output=True)
+    assert wire.returncode == 0, wire.stderr
+    (rootfs / "bin" / "ls").symlink_to("busybox")
+    runtime.start("wired")
+    wait_for(lambda: runtime.inspect("wired").status == "exited")
+    log = runtime.store.path("wired", "container.log")
+    assert [e.text for e in logread.read(log)] == ["unknown\n", "lo\n"]  # lo is up; nothing else exists
+    runtime.delete("wired")
+    assert mounts_under(tmp_path) == [] and not os.path.exists(handle)
+
+
+def test_host_namespaces_are_shared_on_request(runtime: Runtime, rootfs: Path) -> None:
+    (rootfs / "bin" / "readlink").symlink_to("busybox")
+    script = "for kind in net ipc uts; do readlink /proc/self/ns/$kind; done"
+    shared = dataclasses.replace(config(rootfs, script), host_namespaces=("net", "ipc", "uts"))
+    runtime.create("hostnet", shared)
+    assert runtime.inspect("hostnet").spec["config"]["netns"] is None  # no handle to make
+    runtime.start("hostnet")
+    wait_for(lambda: runtime.inspect("hostnet").status == "exited")
+    log = runtime.store.path("hostnet", "container.log")
+    seen = [e.text.strip() for e in logread.read(log)]
+    assert seen == [os.readlink(f"/proc/self/ns/{kind}") for kind in ("net", "ipc", "uts")]
+    with pytest.raises(spawn.StartError, match="unknown namespace"):
+        spawn.run(dataclasses.replace(config(rootfs, "true"), host_namespaces=("mnt",)))

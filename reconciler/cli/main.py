@@ -111,8 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
     run.add_argument("-v", "--volume", action="append", default=[], metavar="/HOST:/CTR[:ro]")
     run.add_argument("--tmpfs", action="append", default=[], metavar="/PATH[:size=64m,mode=1777]")
+    run.add_argument("-i", "--interactive", action="store_true", help="keep stdin open to the container")
+    run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    run.add_argument("--init", action="store_true", help="run an init as pid 1 that reaps zombies")
+    run.add_argument("--entrypoint", help="replace the image's ENTRYPOINT ('' clears it)")
+    run.add_argument(
+        "--network",
+        "--net",
+        choices=("none", "host"),
+        default="none",
+        help="none: only loopback in its own namespace (default); host: the host's network",
+    )
+    for kind in ("pid", "ipc", "uts"):
+        run.add_argument(
+            f"--{kind}", choices=("private", "host"), default="private", help=f"share the host's {kind} namespace"
+        )
     run.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
-    run.add_argument("--cpus")
+    run.add_argument("--memory-swap", help="memory plus swap limit, e.g. 128m (-1: unlimited)")
+    run.add_argument("--cpus", help="CPU quota in cores, e.g. 0.5")
+    run.add_argument("--cpu-shares", type=int, help="relative CPU weight (default 1024)")
+    run.add_argument("--cpuset-cpus", help="CPUs the container may use, e.g. 0-1")
     run.add_argument("--pids-limit", dest="pids", type=int)
     run.add_argument("image")
     run.add_argument("command", nargs=argparse.REMAINDER)
@@ -129,12 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-t", "--timestamps", action="store_true")
 
     exec_ = sub.add_parser("exec", parents=[engine], help="run a command in a running container")
+    exec_.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    exec_.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
     exec_.add_argument("name")
     exec_.add_argument("command", nargs=argparse.REMAINDER)
 
     stop = sub.add_parser("stop", parents=[engine], help="stop a container (signal, grace period, then SIGKILL)")
     stop.add_argument("name")
     stop.add_argument("-t", "--time", type=float, default=10.0, help="grace period in seconds")
+
+    kill = sub.add_parser("kill", parents=[engine], help="send a signal to containers")
+    kill.add_argument("names", nargs="+", metavar="name")
+    kill.add_argument("-s", "--signal", default="KILL", help="signal name or number (default KILL)")
+
+    for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
+        sub.add_parser(verb, parents=[engine], help=text).add_argument("names", nargs="+", metavar="name")
+
+    inspect = sub.add_parser("inspect", parents=[engine], help="show containers' state and configuration as JSON")
+    inspect.add_argument("names", nargs="+", metavar="name")
+
+    stats = sub.add_parser("stats", parents=[engine], help="memory, CPU time and processes of running containers")
+    stats.add_argument("names", nargs="*", metavar="name")
+    stats.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     rm = sub.add_parser("rm", parents=[engine], help="remove containers")
     rm.add_argument("names", nargs="+")
@@ -211,6 +245,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "exec": container("exec_"),
         "stop": container("stop"),
         "rm": container("rm"),
+        "kill": container("kill"),
+        "pause": container("pause"),
+        "unpause": container("unpause"),
+        "inspect": container("inspect"),
+        "stats": container("stats"),
     }
 
 

@@ -12,16 +12,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
-from reconciler.runtime import cgroups, spawn
+from reconciler.runtime import cgroups, netns, spawn
 from reconciler.runtime.state import ContainerState, StateStore, process_start
 
 CGROUP_PARENT = "reconcile"
+#: Docker's rule for container names; they are also directory names here.
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}$")
 
 
 class ContainerError(Exception):
@@ -45,11 +48,37 @@ class Runtime:
         self.store = StateStore(root)
         self.cgroup_parent = cgroup_parent
 
-    def create(self, name: str, config: spawn.Config, limits: cgroups.Limits | None = None) -> ContainerState:
-        if self.store.read(name) is not None:
+    def reserve(self, name: str) -> str:
+        """Claim ``name`` (its state directory, recorded as created with no spec yet)
+        before anything is prepared for it, so a process killed while preparing
+        leaves a container ``ps -a`` shows and ``rm`` removes, not stray files."""
+        if not NAME.match(name):
+            raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        os.makedirs(self.store.directory, exist_ok=True)
+        try:
+            os.mkdir(self.store.path(name))
+        except FileExistsError:
+            raise ContainerError(f"container {name!r} already exists") from None
+        self.store.write(ContainerState(name=name))
+        return self.store.path(name)
+
+    def create(
+        self, name: str, config: spawn.Config, limits: cgroups.Limits | None = None, *, image: str | None = None
+    ) -> ContainerState:
+        """Record a container to start later; ``name`` may have been ``reserve``d."""
+        state = self.store.read(name)
+        if state is None:
+            self.reserve(name)
+            state = ContainerState(name=name)
+        elif state.spec:
             raise ContainerError(f"container {name!r} already exists")
-        spec = {"config": asdict(config), "limits": asdict(limits or cgroups.Limits())}
-        state = ContainerState(name=name, spec=spec)
+        if "net" not in config.host_namespaces and config.netns is None:
+            # made before the process, so the network layer can wire it first
+            handle = self.store.path(name, "netns")
+            netns.remove(handle)  # a create killed half-way may have left one
+            netns.create(handle)
+            config = dataclasses.replace(config, netns=handle)
+        state.spec = {"config": asdict(config), "limits": asdict(limits or cgroups.Limits()), "image": image}
         self.store.write(state)
         return state
 
@@ -57,9 +86,7 @@ class Runtime:
         return cgroups.new_cgroup(name, parent=self.cgroup_parent)
 
     def start(self, name: str) -> ContainerState:
-        state = self._require(name)
-        if state.status != "created":
-            raise ContainerError(f"container {name!r} is {state.status}, not created")
+        state = self._startable(name)
         ready_r, ready_w = os.pipe()
         first = os.fork()
         if first == 0:  # pragma: no cover - child processes; their effects are tested
@@ -80,6 +107,85 @@ class Runtime:
             raise ContainerError(f"container {name!r} did not start: {message or 'the monitor died'}")
         return self._require(name)
 
+    def _startable(self, name: str) -> ContainerState:
+        state = self._require(name)
+        if state.status != "created":
+            raise ContainerError(f"container {name!r} is {state.status}, not created")
+        if not state.spec:
+            raise ContainerError(f"container {name!r} was never fully created: remove it and create it again")
+        # an earlier start killed half-way may have left a cgroup with processes in it
+        self._reap(name)
+        return state
+
+    def run(self, name: str, *, stdin: int = 0, stdout: int = 1, stderr: int = 2, remove: bool = False) -> int:
+        """Start ``name`` with this process as its parent, wait, record the exit: the
+        path of ``run`` without ``-d``. No monitor is needed while we wait; if this
+        process is killed, the container runs on and ``inspect`` finds it."""
+        state = self._startable(name)
+        group = self._cgroup(name)
+        try:
+            group.create()
+            group.set(cgroups.Limits(**state.spec["limits"]))
+            started = spawn.start(_config_from(state.spec), cgroup=group, stdin=stdin, stdout=stdout, stderr=stderr)
+        except BaseException as exc:
+            self._record_failure(state, exc, remove=remove)
+            raise
+        state.status, state.pid, state.pid_start = "running", started.pid, process_start(started.pid)
+        state.monitor_pid, state.started_at = os.getpid(), time.time()
+        self.store.write(state)
+
+        def forward(signum: int, _frame: object) -> None:  # as docker run's --sig-proxy
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started.pid, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            code = spawn.wait(started)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        state.oom_killed = self._reap(name)
+        state.status, state.exit_code, state.finished_at = "exited", code, time.time()
+        if remove:
+            self._forget(name)
+        else:
+            self.store.write(state)
+        return code
+
+    def _record_failure(self, state: ContainerState, exc: BaseException, *, remove: bool = False) -> None:
+        self._reap(state.name)
+        if remove:
+            self._forget(state.name)
+            return
+        state.status, state.error, state.exit_code = "exited", str(exc), getattr(exc, "exit_code", 126)
+        state.finished_at = time.time()
+        self.store.write(state)
+
+    def _reap(self, name: str) -> bool:
+        """Kill whatever is left in the container's cgroup and remove it; whether the
+        kernel OOM-killed something in it. Idempotent: no cgroup, nothing to do."""
+        group = self._cgroup(name)
+        if not group.exists():
+            return False
+        with contextlib.suppress(cgroups.CgroupError):
+            group.thaw()  # a frozen process cannot die
+        oom = False
+        for _ in range(500):
+            with contextlib.suppress(cgroups.CgroupError):
+                oom = oom or group.stats().oom_kills > 0
+            pids: list[int] = []
+            with contextlib.suppress(cgroups.CgroupError):  # a destroy half done may have removed one hierarchy
+                pids = group.pids()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            try:
+                group.destroy()
+                return oom
+            except cgroups.CgroupError:
+                time.sleep(0.01)
+        raise ContainerError(f"container {name!r}: its cgroup would not empty")
+
     def _monitor(self, state: ContainerState, ready: int) -> None:  # pragma: no cover - runs in the monitor
         """In the monitor: cgroup, pipes, start, record, exec the small monitor."""
         # A daemon keeps none of the engine's stdio: a caller capturing the engine's
@@ -92,12 +198,19 @@ class Runtime:
             group = self._cgroup(state.name)
             group.create()
             group.set(cgroups.Limits(**state.spec["limits"]))
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            started = spawn.start(_config_from(state.spec), cgroup=group, stdin=devnull, stdout=out_w, stderr=err_w)
-            for fd in (out_w, err_w, devnull):
-                os.close(fd)
+            config = _config_from(state.spec)
+            if config.tty:  # one stream, a terminal: the monitor logs it as stdout
+                out_r, slave = os.openpty()
+                err_r = -1
+                started = spawn.start(config, cgroup=group, stdin=slave, stdout=slave, stderr=slave)
+                os.close(slave)
+            else:
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                started = spawn.start(config, cgroup=group, stdin=devnull, stdout=out_w, stderr=err_w)
+                for fd in (out_w, err_w, devnull):
+                    os.close(fd)
             state.status = "running"
             state.pid = started.pid
             state.pid_start = process_start(started.pid)
@@ -105,7 +218,8 @@ class Runtime:
             state.started_at = time.time()
             self.store.write(state)
             for fd in (out_r, err_r):
-                os.set_inheritable(fd, True)
+                if fd >= 0:
+                    os.set_inheritable(fd, True)
             os.write(ready, b"ok")
             os.close(ready)
             script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
@@ -113,10 +227,8 @@ class Runtime:
             os.execv(sys.executable, [sys.executable, "-S", "-I", script, *args])
         except BaseException as exc:
             # record first, then tell the engine: it reads the state as soon as it hears
-            state.status, state.error, state.exit_code = "exited", str(exc), getattr(exc, "exit_code", 126)
-            self.store.write(state)
-            with contextlib.suppress(cgroups.CgroupError):
-                self._cgroup(state.name).destroy()
+            with contextlib.suppress(Exception):
+                self._record_failure(state, exc)
             with contextlib.suppress(OSError):
                 os.write(ready, str(exc).encode())
             os._exit(1)
@@ -128,6 +240,8 @@ class Runtime:
         if state.status in ("running", "paused") and container_gone and not process_start(state.monitor_pid):
             # both gone and nobody recorded why: report it rather than pretend it runs
             state.status, state.error = "exited", "the container and its monitor are gone; exit code unknown"
+            state.oom_killed = self._reap(name)
+            state.finished_at = state.finished_at or time.time()
             self.store.write(state)
         return state
 
@@ -161,12 +275,14 @@ class Runtime:
             time.sleep(0.02)
         return False
 
-    def exec(self, name: str, argv: list[str], *, stdout: int = 1, stderr: int = 2, stdin: int = 0) -> int:
+    def exec(
+        self, name: str, argv: list[str], *, stdout: int = 1, stderr: int = 2, stdin: int = 0, tty: bool = False
+    ) -> int:
         """Run ``argv`` in the running container ``name``; its exit code."""
         state = self.inspect(name)
         if state.status != "running":
             raise ContainerError(f"container {name!r} is {state.status}, not running")
-        config = exec_config(state, argv)
+        config = exec_config(state, argv, tty=tty)
         return spawn.exec_in(state.pid, config, cgroup=self._cgroup(name), stdout=stdout, stderr=stderr, stdin=stdin)
 
     def pause(self, name: str) -> None:
@@ -185,8 +301,13 @@ class Runtime:
         state = self.inspect(name)
         if state.status in ("running", "paused"):
             raise ContainerError(f"container {name!r} is {state.status}: stop it first")
-        with contextlib.suppress(cgroups.CgroupError):
-            self._cgroup(name).destroy()
+        self._reap(name)  # a start killed half-way may have left processes behind
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        """Remove everything of a container that is no longer running: its network
+        namespace handle (the one mount on the host) first, then its directory."""
+        netns.remove(self.store.path(name, "netns"))
         self.store.remove(name)
 
     def _require(self, name: str) -> ContainerState:
@@ -196,6 +317,6 @@ class Runtime:
         return state
 
 
-def exec_config(state: ContainerState, argv: list[str]) -> spawn.Config:
-    """The container's own process settings, running ``argv`` instead."""
-    return dataclasses.replace(_config_from(state.spec), argv=argv)
+def exec_config(state: ContainerState, argv: list[str], *, tty: bool = False) -> spawn.Config:
+    """The container's own process settings, running ``argv`` instead (never as an init)."""
+    return dataclasses.replace(_config_from(state.spec), argv=argv, init=False, tty=tty)

@@ -25,12 +25,17 @@ def main(argv: list[str]) -> int:
     from reconciler.runtime import logs
 
     log = logs.LogWriter(os.path.join(state_root, "containers", name, "container.log"))
-    streams: dict[int, logs.Stream] = {int(out_fd): "stdout", int(err_fd): "stderr"}
+    streams: dict[int, logs.Stream] = {int(out_fd): "stdout"}
+    if int(err_fd) >= 0:  # a terminal (-t) is one stream, logged as stdout
+        streams[int(err_fd)] = "stderr"
     exited: int | None = None
     while streams:
         ready, _, _ = select.select(list(streams), [], [], 0.5)
         for fd in ready:
-            data = os.read(fd, 65536)
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: a pty master whose last slave closed
+                data = b""
             if data:
                 log.write(streams[fd], data)
             else:
@@ -51,11 +56,15 @@ def main(argv: list[str]) -> int:
     code = os.waitstatus_to_exitcode(exited)
     group = cgroups.new_cgroup(name, parent=cgroup_parent)
     oom = False
-    try:
-        oom = group.stats().oom_kills > 0
-        group.destroy()
-    except cgroups.CgroupError:
-        pass
+    for _ in range(200):  # the namespace's other processes die with its pid 1, a moment later
+        if not group.exists():
+            break
+        try:
+            oom = oom or group.stats().oom_kills > 0
+            group.destroy()
+            break
+        except cgroups.CgroupError:
+            time.sleep(0.01)
     record = store.read(name)
     if record is not None:
         record.status = "exited"

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import resource
+import signal
 import stat
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -74,7 +77,11 @@ class Overlay:
         for path in (*self.layers, self.upper, self.work):
             if any(c in path for c in ",:\\") or not os.path.isabs(path):
                 raise StartError(f"overlay path {path!r} must be absolute, without ',', ':' or '\\'", 126)
-        return f"lowerdir={':'.join(self.layers)},upperdir={self.upper},workdir={self.work}"
+        # redirect_dir and metacopy off: the upper dir must stay a plain diff that a
+        # build turns into a layer tar, whatever the kernel's defaults are
+        return (
+            f"lowerdir={':'.join(self.layers)},upperdir={self.upper},workdir={self.work},redirect_dir=off,metacopy=off"
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,15 @@ class Config:
     no_new_privileges: bool = True
     overlay: Overlay | None = None
     mounts: tuple[MountSpec, ...] = ()
+    #: Run a minimal init as pid 1 that reaps zombies and forwards signals (``--init``).
+    init: bool = False
+    #: stdin is a terminal the process takes as its controlling terminal (``-t``).
+    tty: bool = False
+    #: A network namespace handle (netns.py) to join instead of making a new one.
+    netns: str | None = None
+    #: Namespaces shared with the host (``--network host``, ``--pid host``, ...):
+    #: any of "net", "pid", "ipc", "uts".
+    host_namespaces: tuple[str, ...] = ()
 
 
 class StartError(Exception):
@@ -185,11 +201,38 @@ def _report(fd: int, message: str) -> None:
         os.write(fd, message.encode())
 
 
+#: The clone flag of each namespace a container may share with the host.
+HOST_SHAREABLE = {
+    "net": linux.CLONE_NEWNET,
+    "pid": linux.CLONE_NEWPID,
+    "ipc": linux.CLONE_NEWIPC,
+    "uts": linux.CLONE_NEWUTS,
+}
+
+
+def namespace_flags(config: Config) -> int:
+    """The namespaces to make new: all of them, less those shared with the host
+    and the network namespace when a handle is joined instead."""
+    flags = NAMESPACES
+    for name in config.host_namespaces:
+        if name not in HOST_SHAREABLE:
+            raise StartError(f"unknown namespace {name!r}: one of {', '.join(HOST_SHAREABLE)} can be the host's", 125)
+        flags &= ~HOST_SHAREABLE[name]
+    if config.netns is not None:
+        flags &= ~linux.CLONE_NEWNET
+    return flags
+
+
 def _outer_child(config: Config, cgroup: Cgroup | None, report: int, stdio: tuple[int, int, int]) -> int:
     """Joins the cgroup, unshares, forks pid 1 of the new namespace and waits for it."""
     if cgroup is not None:
         cgroup.add(os.getpid())
-    linux.unshare(NAMESPACES)
+    flags = namespace_flags(config)
+    if config.netns is not None and "net" not in config.host_namespaces:
+        handle = os.open(config.netns, os.O_RDONLY | os.O_CLOEXEC)
+        linux.setns(handle, linux.CLONE_NEWNET)
+        os.close(handle)
+    linux.unshare(flags)
     pid = os.fork()
     if pid == 0:
         _until_exec(report, lambda: _container(config, report, stdio))
@@ -230,7 +273,8 @@ def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)  # pivot_root needs a mount point
     _mount_filesystems(root)
     _mount_user(root, config.mounts)
-    linux.sethostname(config.hostname)
+    if "uts" not in config.host_namespaces:
+        linux.sethostname(config.hostname)
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
@@ -240,7 +284,49 @@ def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None
         linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
     _drop_privileges(config)
     _enter_workdir(config)
+    if config.init:
+        _init(config, report)
     _exec(config)
+
+
+#: What a minimal init passes on to its child (everything a user sends to stop,
+#: reload or resize it); SIGKILL and SIGSTOP cannot be caught.
+FORWARDED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGALRM,
+    signal.SIGCONT,
+)
+
+
+def _init(config: Config, report: int) -> NoReturn:
+    """Pid 1 as ``docker run --init`` makes it: fork the real process, pass signals on,
+    reap every orphan that the namespace reparents to us, and exit with the real
+    process's status. It stays a fork of this small pre-exec child rather than a
+    binary in the image, so no file has to be copied into the container."""
+    child = os.fork()
+    if child == 0:
+        _until_exec(report, lambda: _exec(config))
+    os.close(report)  # the child's exec (or its error) closes the last copy
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os._exit(_exit_code(status))
 
 
 def _mount_filesystems(root: str) -> None:
@@ -339,7 +425,25 @@ def _enter_workdir(config: Config) -> None:
         raise StartError(f"cannot change to working directory {config.cwd}: {exc.strerror}", 126) from None
 
 
+def _reset_signals() -> None:
+    """Undo what the Python parent set: exec keeps ignored signals ignored, and a
+    container process must not start with SIGPIPE or SIGXFSZ ignored."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED_SIGNALS):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _take_terminal() -> None:
+    """Make stdin (a pty slave) the controlling terminal of a new session, as a
+    shell on a terminal expects: job control and ^C work."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _exec(config: Config) -> None:
+    _reset_signals()
+    if config.tty:
+        _take_terminal()
     program = config.argv[0]
     env = dict(item.partition("=")[::2] for item in config.env)
     candidates = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime import cgroups, linux
+from reconciler.runtime import cgroups, linux, netns
 from reconciler.runtime.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,11 +64,19 @@ def engine(tmp_path: Path) -> Iterator[dict[str, str]]:
         for name in store.names():
             with contextlib.suppress(cgroups.CgroupError):
                 cgroups.new_cgroup(name, parent=env["RECONCILE_CGROUP_PARENT"]).destroy()
+            netns.remove(store.path(name, "netns"))
+        assert_no_mounts_under(Path(env["RECONCILE_ROOT"]))
         parents = cgroups.new_cgroup("x", parent=env["RECONCILE_CGROUP_PARENT"]).parent_dirs()
         for directory in parents:
             if os.path.isdir(directory):
                 os.rmdir(directory)
         assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
+
+
+def assert_no_mounts_under(path: Path) -> None:
+    with open("/proc/self/mountinfo") as handle:
+        left = [line.split()[4] for line in handle if line.split()[4].startswith(str(path))]
+    assert left == [], f"mounts left behind: {left}"
 
 
 def reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -118,9 +126,9 @@ def test_a_detached_container_through_the_cli(engine: dict[str, str], image: str
 
 
 def test_a_corrupt_or_escaping_tarball_is_refused_and_stores_nothing(tmp_path: Path) -> None:
-    from reconciler.images.local import ImageError, LocalImages
+    from reconciler.images.store import ImageError, ImageStore
 
-    images = LocalImages(str(tmp_path / "root"))
+    images = ImageStore(str(tmp_path / "root"))
     corrupt = tmp_path / "corrupt.tar"
     corrupt.write_bytes(busybox_tarball(tmp_path / "ok.tar").read_bytes()[:5000])
     with pytest.raises(ImageError, match="cannot import"):
@@ -132,18 +140,19 @@ def test_a_corrupt_or_escaping_tarball_is_refused_and_stores_nothing(tmp_path: P
         archive.addfile(member, io.BytesIO(b"evil"))
     with pytest.raises(ImageError, match="cannot import"):
         images.import_tarball(str(escaping), "evil")
-    layers = tmp_path / "root" / "images" / "layers"
-    assert not layers.exists() or os.listdir(layers) == []
+    for kind in ("snapshots", "blobs/sha256", "ingest"):
+        directory = tmp_path / "root" / "images" / kind
+        assert not directory.exists() or os.listdir(directory) == [], kind
     assert images.images() == {}
     assert not (tmp_path / "etc" / "evil").exists()
 
 
 def test_image_names_default_to_latest(tmp_path: Path) -> None:
-    from reconciler.images.local import LocalImages
+    from reconciler.images.store import ImageStore
 
-    images = LocalImages(str(tmp_path / "root"))
-    digest = images.import_tarball(str(busybox_tarball(tmp_path / "b.tar")), "busybox")
-    assert images.images() == {"busybox:latest": digest}
+    images = ImageStore(str(tmp_path / "root"))
+    image = images.import_tarball(str(busybox_tarball(tmp_path / "b.tar")), "busybox")
+    assert images.images() == {"busybox:latest": image.manifest_digest}
     assert images.layers("busybox") == images.layers("busybox:latest")
 
 
@@ -181,3 +190,101 @@ def test_run_capabilities_and_memory_floor(engine: dict[str, str], image: str) -
     assert unknown.returncode == 125 and "unknown capability 'NOT_A_CAP'" in unknown.stderr
     small = reconcile(engine, "run", "--rm", "-m", "1m", image, "true")
     assert small.returncode == 125 and "minimum memory limit allowed is 6m" in small.stderr
+
+
+def run_on_a_terminal(env: dict[str, str], *args: str, keys: bytes = b"") -> tuple[int, bytes]:
+    """Run the CLI with a pty as its terminal (as a user at a shell), typing ``keys``."""
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        env=env,
+        cwd=REPO,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    if keys:
+        os.write(master, keys)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once every holder of the slave is gone
+        while chunk := os.read(master, 4096):
+            output += chunk
+    os.close(master)
+    return process.wait(timeout=30), output
+
+
+@pytest.mark.requires_root
+def test_run_it_gives_an_interactive_shell_a_terminal(engine: dict[str, str], image: str) -> None:
+    code, output = run_on_a_terminal(
+        engine, "run", "--rm", "-it", image, "sh", keys=b"test -t 0 && echo TTY-$((6*7))\rexit 5\r"
+    )
+    assert code == 5
+    assert b"TTY-42" in output
+    code, output = run_on_a_terminal(engine, "run", "--rm", "-t", image, "sh", "-c", "test -t 1 && echo yes")
+    assert code == 0 and output.split() == [b"yes"]  # our terminal, not raw without -i, adds its own \r
+
+
+@pytest.mark.requires_root
+def test_stdin_reaches_the_container_only_with_i(engine: dict[str, str], image: str) -> None:
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler", "run", "--rm", *flags, image, "cat"],
+            env=engine,
+            cwd=REPO,
+            input="piped in\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert run("-i").stdout == "piped in\n"
+    assert run().stdout == ""
+
+
+@pytest.mark.requires_root
+def test_exec_it_kill_pause_inspect_and_stats(engine: dict[str, str], image: str) -> None:
+    assert reconcile(engine, "run", "-d", "--init", "--name", "svc", "-m", "32m", image, "sleep", "60").returncode == 0
+    code, output = run_on_a_terminal(engine, "exec", "-it", "svc", "sh", keys=b"echo in-$((1+1))\rexit 2\r")
+    assert code == 2 and b"in-2" in output
+
+    stats = json.loads(reconcile(engine, "stats", "-o", "json").stdout)
+    assert [(s["name"], s["memory_limit"]) for s in stats] == [("svc", 32 << 20)]
+    assert stats[0]["pids"] >= 2 and stats[0]["memory_usage"] > 0  # the init and sleep
+    assert "svc" in reconcile(engine, "stats").stdout
+
+    assert reconcile(engine, "pause", "svc").returncode == 0
+    assert json.loads(reconcile(engine, "inspect", "svc").stdout)[0]["State"]["Paused"] is True
+    assert reconcile(engine, "unpause", "svc").returncode == 0
+
+    document = json.loads(reconcile(engine, "inspect", "svc").stdout)[0]
+    assert document["State"]["Running"] is True and document["HostConfig"]["Init"] is True
+    assert document["HostConfig"]["Memory"] == 32 << 20 and document["Image"] == image
+
+    bad = reconcile(engine, "kill", "-s", "NOPE", "svc")
+    assert bad.returncode == 64 and "unknown signal" in bad.stderr
+    assert reconcile(engine, "kill", "-s", "USR1", "svc").returncode == 0  # the init passes it on: sleep dies
+    deadline = time.monotonic() + 10
+    while json.loads(reconcile(engine, "inspect", "svc").stdout)[0]["State"]["Running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    state = json.loads(reconcile(engine, "inspect", "svc", "ghost").stdout)
+    assert [(s["Name"], s["State"]["ExitCode"], s["State"]["OOMKilled"]) for s in state] == [("svc", 138, False)]
+    assert reconcile(engine, "kill", "svc").returncode == 1  # not running any more
+    assert reconcile(engine, "rm", "svc").returncode == 0
+
+
+@pytest.mark.requires_root
+def test_bad_run_flags_are_engine_errors(engine: dict[str, str], image: str) -> None:
+    swap = reconcile(engine, "run", "--rm", "--memory-swap", "64m", image, "true")
+    assert swap.returncode == 125 and "--memory-swap needs --memory" in swap.stderr
+    small = reconcile(engine, "run", "--rm", "-m", "64m", "--memory-swap", "32m", image, "true")
+    assert small.returncode == 125 and "must be at least --memory" in small.stderr
+    name = reconcile(engine, "run", "--rm", "--name", "a/b", image, "true")
+    assert name.returncode == 125 and "invalid container name" in name.stderr
+    cleared = reconcile(engine, "run", "--rm", "--entrypoint", "echo", image, "entry")
+    assert (cleared.returncode, cleared.stdout) == (0, "entry\n")
+    assert os.listdir(Path(engine["RECONCILE_ROOT"]) / "containers") == []

@@ -1,4 +1,4 @@
-"""``reconcile image import``, ``run``, ``ps``, ``logs``, ``exec``, ``stop``, ``rm``.
+"""``reconcile run``, ``ps``, ``logs``, ``exec``, ``stop``, ``kill``, ``rm``, ``inspect``, ``stats``, ``pause``.
 
 The hot paths: this module and everything it imports is standard library only
 (no pydantic, no ruamel), so ``reconcile run --rm IMG true`` starts fast.
@@ -7,20 +7,22 @@ The hot paths: this module and everything it imports is standard library only
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 
 from reconciler.cli import main as cli
-from reconciler.images.local import ImageError, LocalImages
+from reconciler.images.store import ImageConfig, ImageError, ImageStore
 from reconciler.model import quantities
 from reconciler.runtime import cgroups, etcfiles, linux, logread, process, spawn
 from reconciler.runtime import logs as runtime_logs
 from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.runtime.state import ContainerState
 
 DEFAULT_ROOT = "/var/lib/reconcile"
 
@@ -31,78 +33,117 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 def image_import(args: argparse.Namespace) -> int:
     try:
-        digest = LocalImages(args.root).import_tarball(args.tarball, args.reference)
+        image = ImageStore(args.root).import_tarball(args.tarball, args.reference)
     except ImageError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return cli.EXIT_FAILED
-    print(digest)
+    print(image.id)
     return cli.EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
-    images = LocalImages(args.root)
+    images = ImageStore(args.root)
     runtime = _runtime(args)
     name = args.name or f"run-{uuid.uuid4().hex[:12]}"
+    reserved = False
     try:
+        if args.detach and args.rm:
+            raise ValueError("--rm and -d together are not supported yet: remove the container with rm")
         image = images.config(args.image)
         layers = images.layers(args.image)
-        user = process.resolve_user(layers[0], args.user or image.user)
-        argv = process.argv(
-            image_entrypoint=image.entrypoint,
-            image_cmd=image.cmd,
-            entrypoint=None,
-            command=args.command or None,
-        )
-        env = dict(item.partition("=")[::2] for item in args.env)
-        directory = runtime.store.path(name)
-        if os.path.exists(directory):
-            raise ContainerError(f"container {name!r} already exists")
-        overlay_dirs = [os.path.join(directory, d) for d in ("upper", "work", "rootfs")]
-        for path in overlay_dirs:
-            os.makedirs(path)
-        os.chmod(overlay_dirs[2], 0o755)
-        hostname = args.hostname or name[:63]
-        mounts = (
-            *etcfiles.write(os.path.join(directory, "etc"), hostname),
-            *(_volume(v) for v in args.volume),
-            *(_tmpfs(t) for t in args.tmpfs),
-        )
-        config = spawn.Config(
-            rootfs=overlay_dirs[2],
-            argv=argv,
-            env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
-            hostname=hostname,
-            cwd=args.workdir or image.working_dir,
-            uid=user.uid,
-            gid=user.gid,
-            groups=user.groups,
-            capabilities=process.capabilities(
-                add=_caps(args.cap_add), drop=_caps(args.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
-            ),
-            read_only=args.read_only,
-            overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
-            mounts=mounts,
-        )
-        memory = quantities.parse_bytes(args.memory) if args.memory else None
-        if memory is not None and memory < MIN_MEMORY:
-            raise ValueError(f"minimum memory limit allowed is 6m, got {args.memory}")  # as Docker says
-        limits = cgroups.Limits(
-            memory=memory,
-            cpus=quantities.parse_cpus(args.cpus) if args.cpus else None,
-            pids=args.pids,
-        )
+        limits = _limits(args)
+        directory = runtime.reserve(name)
+        reserved = True
+        config = _config(args, name, directory, image, layers)
+        runtime.create(name, config, limits, image=args.image)
         if args.detach:
-            runtime.create(name, config, limits)
             runtime.start(name)
             print(name)
             return cli.EXIT_OK
-        return _foreground(runtime, name, config, limits, remove=args.rm)
+        if args.tty:
+            from reconciler.cli import terminal
+
+            with terminal.attached(interactive=args.interactive) as pty:
+                return runtime.run(name, stdin=pty, stdout=pty, stderr=pty, remove=args.rm)
+        stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
+        return runtime.run(name, stdin=stdin, remove=args.rm)
     except (ImageError, ContainerError, process.ProcessError, ValueError) as exc:
+        if reserved and args.rm:
+            with contextlib.suppress(ContainerError):
+                runtime.delete(name)
         print(f"reconcile: {exc}", file=sys.stderr)
         return 125  # Docker's code for "the engine could not run it"
     except spawn.StartError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _config(
+    args: argparse.Namespace, name: str, directory: str, image: ImageConfig, layers: tuple[str, ...]
+) -> spawn.Config:
+    """The container's process and filesystem from the image and the flags, as docker run merges them."""
+    user = process.resolve_user(layers[0], args.user or image.user)
+    argv = process.argv(
+        image_entrypoint=image.entrypoint,
+        image_cmd=image.cmd,
+        entrypoint=[args.entrypoint] if args.entrypoint else ([] if args.entrypoint == "" else None),
+        command=args.command or None,
+    )
+    env = dict(item.partition("=")[::2] for item in args.env)
+    overlay_dirs = [os.path.join(directory, d) for d in ("upper", "work", "rootfs")]
+    for path in overlay_dirs:
+        os.makedirs(path)
+    os.chmod(overlay_dirs[2], 0o755)
+    hostname = args.hostname or name[:63]
+    mounts = (
+        *etcfiles.write(os.path.join(directory, "etc"), hostname),
+        *(_volume(v) for v in args.volume),
+        *(_tmpfs(t) for t in args.tmpfs),
+    )
+    return spawn.Config(
+        rootfs=overlay_dirs[2],
+        argv=argv,
+        env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
+        hostname=hostname,
+        cwd=args.workdir or image.working_dir,
+        uid=user.uid,
+        gid=user.gid,
+        groups=user.groups,
+        capabilities=process.capabilities(
+            add=_caps(args.cap_add), drop=_caps(args.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
+        ),
+        read_only=args.read_only,
+        overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
+        mounts=mounts,
+        init=args.init,
+        tty=args.tty,
+        host_namespaces=tuple(
+            kind
+            for kind, mode in (("net", args.network), ("pid", args.pid), ("ipc", args.ipc), ("uts", args.uts))
+            if mode == "host"
+        ),
+    )
+
+
+def _limits(args: argparse.Namespace) -> cgroups.Limits:
+    memory = quantities.parse_bytes(args.memory) if args.memory else None
+    if memory is not None and memory < MIN_MEMORY:
+        raise ValueError(f"minimum memory limit allowed is 6m, got {args.memory}")  # as Docker says
+    swap: int | None = None
+    if args.memory_swap not in (None, "-1"):
+        swap = quantities.parse_bytes(args.memory_swap)
+        if memory is None:
+            raise ValueError("--memory-swap needs --memory: it is memory plus swap, as in docker run")
+        if swap < memory:
+            raise ValueError(f"--memory-swap ({args.memory_swap}) must be at least --memory ({args.memory})")
+    return cgroups.Limits(
+        memory=memory,
+        memory_swap=swap,
+        cpus=quantities.parse_cpus(args.cpus) if args.cpus else None,
+        cpu_shares=args.cpu_shares,
+        cpuset=args.cpuset_cpus,
+        pids=args.pids,
+    )
 
 
 #: Docker's floor: below it a container cannot even start its runtime's init.
@@ -132,24 +173,6 @@ def _tmpfs(text: str) -> spawn.MountSpec:
     """``--tmpfs /path[:size=64m,mode=1777]`` as in ``docker run``."""
     target, _, options = text.partition(":")
     return spawn.MountSpec(target=target, type="tmpfs", options=options)
-
-
-def _foreground(runtime: Runtime, name: str, config: spawn.Config, limits: cgroups.Limits, *, remove: bool) -> int:
-    """``run`` without ``-d``: this process is the container's parent, no monitor."""
-    group = cgroups.new_cgroup(name, parent=runtime.cgroup_parent)
-    group.create()
-    try:
-        group.set(limits)
-        return spawn.run(config, cgroup=group)
-    finally:
-        for _ in range(100):
-            try:
-                group.destroy()
-                break
-            except cgroups.CgroupError:
-                time.sleep(0.01)
-        if remove:
-            shutil.rmtree(runtime.store.path(name), ignore_errors=True)
 
 
 def ps(args: argparse.Namespace) -> int:
@@ -193,8 +216,15 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def exec_(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
     try:
-        return _runtime(args).exec(args.name, args.command)
+        if args.tty:
+            from reconciler.cli import terminal
+
+            with terminal.attached(interactive=args.interactive) as pty:
+                return runtime.exec(args.name, args.command, stdin=pty, stdout=pty, stderr=pty, tty=True)
+        stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
+        return runtime.exec(args.name, args.command, stdin=stdin)
     except ContainerError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return 125
@@ -226,3 +256,151 @@ def rm(args: argparse.Namespace) -> int:
             print(f"reconcile: {exc}", file=sys.stderr)
             status = cli.EXIT_FAILED
     return status
+
+
+def kill(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    try:
+        sig = signal_number(args.signal)
+    except ValueError as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    return _each(args.names, lambda name: runtime.kill(name, sig))
+
+
+def pause(args: argparse.Namespace) -> int:
+    return _each(args.names, _runtime(args).pause)
+
+
+def unpause(args: argparse.Namespace) -> int:
+    return _each(args.names, _runtime(args).unpause)
+
+
+def _each(names: list[str], action: Callable[[str], object]) -> int:
+    """Apply ``action`` to every name, as docker does: report each failure, go on."""
+    status = cli.EXIT_OK
+    for name in names:
+        try:
+            action(name)
+            print(name)
+        except ContainerError as exc:
+            print(f"reconcile: {exc}", file=sys.stderr)
+            status = cli.EXIT_FAILED
+    return status
+
+
+def signal_number(text: str) -> int:
+    """``KILL``, ``SIGTERM``, ``sigusr1`` or ``9``."""
+    if text.isdigit():
+        return int(text)
+    name = "SIG" + text.upper().removeprefix("SIG")
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {text!r}") from None
+
+
+def inspect(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    found, status = [], cli.EXIT_OK
+    for name in args.names:
+        try:
+            found.append(_inspect_document(runtime.inspect(name)))
+        except ContainerError as exc:
+            print(f"reconcile: {exc}", file=sys.stderr)
+            status = cli.EXIT_FAILED
+    print(json.dumps(found, indent=2))
+    return status
+
+
+def _iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "0001-01-01T00:00:00Z"  # Docker's zero time
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1e9):09d}Z"
+
+
+def _inspect_document(state: ContainerState) -> dict[str, object]:
+    """The container in the shape of ``docker inspect`` (the fields we have)."""
+    config = state.spec.get("config", {})
+    limits = state.spec.get("limits", {})
+    return {
+        "Name": state.name,
+        "Created": _iso(state.created_at),
+        "Path": (config.get("argv") or [""])[0],
+        "Args": (config.get("argv") or [])[1:],
+        "State": {
+            "Status": state.status,
+            "Running": state.status in ("running", "paused"),
+            "Paused": state.status == "paused",
+            "OOMKilled": state.oom_killed,
+            "Pid": state.pid if state.status in ("running", "paused") else 0,
+            "ExitCode": state.exit_code or 0,
+            "Error": state.error or "",
+            "StartedAt": _iso(state.started_at),
+            "FinishedAt": _iso(state.finished_at),
+        },
+        "Image": state.spec.get("image") or "",
+        "Config": {
+            "Hostname": config.get("hostname"),
+            "User": f"{config.get('uid', 0)}:{config.get('gid', 0)}",
+            "Env": config.get("env", []),
+            "Cmd": config.get("argv", []),
+            "WorkingDir": config.get("cwd", "/"),
+            "Tty": config.get("tty", False),
+        },
+        "HostConfig": {
+            "Memory": limits.get("memory") or 0,
+            "MemorySwap": limits.get("memory_swap") or 0,
+            "NanoCpus": int((limits.get("cpus") or 0) * 1e9),
+            "CpuShares": limits.get("cpu_shares") or 0,
+            "CpusetCpus": limits.get("cpuset") or "",
+            "PidsLimit": limits.get("pids"),
+            "ReadonlyRootfs": config.get("read_only", False),
+            "Init": config.get("init", False),
+            "CapAdd": None,
+            "Mounts": config.get("mounts", []),
+        },
+    }
+
+
+def stats(args: argparse.Namespace) -> int:
+    """One snapshot of every running container's usage (``docker stats --no-stream``)."""
+    runtime = _runtime(args)
+    rows = []
+    for state in runtime.containers():
+        if state.status not in ("running", "paused") or (args.names and state.name not in args.names):
+            continue
+        try:
+            usage = cgroups.new_cgroup(state.name, parent=runtime.cgroup_parent).stats()
+        except cgroups.CgroupError:
+            continue  # it exited meanwhile
+        limit = state.spec.get("limits", {}).get("memory")
+        rows.append(
+            {
+                "name": state.name,
+                "memory_usage": usage.memory_usage,
+                "memory_peak": usage.memory_peak,
+                "memory_limit": limit,
+                "cpu_seconds": usage.cpu_usage_ns / 1e9,
+                "pids": usage.pids,
+            }
+        )
+    if args.output == "json":
+        print(json.dumps(rows))
+        return cli.EXIT_OK
+    print(f"{'NAME':<24} {'MEM USAGE / LIMIT':>24} {'CPU TIME':>10} {'PIDS':>5}")
+    for row in rows:
+        limit_text = _human(row["memory_limit"]) if row["memory_limit"] else "-"
+        memory = f"{_human(row['memory_usage'])} / {limit_text}"
+        print(f"{row['name']:<24} {memory:>24} {row['cpu_seconds']:>9.2f}s {row['pids']:>5}")
+    return cli.EXIT_OK
+
+
+def _human(size: int) -> str:
+    """``1.5MiB``, as ``docker stats`` shows sizes."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -85,13 +85,13 @@ def cli(directory: str, rootfs: str, runs: int) -> list[float]:
     """The whole command, interpreter start included, on a one-layer image of the rootfs."""
     import tarfile
 
-    from reconciler.images.local import LocalImages
+    from reconciler.images.store import ImageStore
 
     tarball = os.path.join(directory, "busybox.tar")
     with tarfile.open(tarball, "w") as archive:
         archive.add(rootfs, arcname=".")
     root = os.path.join(directory, "cli-root")
-    LocalImages(root).import_tarball(tarball, "bench:latest")
+    ImageStore(root).import_tarball(tarball, "bench:latest")
     parent = f"reconcile-bench-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "RECONCILE_ROOT": root, "RECONCILE_CGROUP_PARENT": parent}
     argv = [sys.executable, "-m", "reconciler", "run", "--rm", "bench:latest", "true"]

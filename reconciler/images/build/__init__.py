@@ -1,0 +1,1 @@
+"""Building images: the Containerfile parser and the build context's ignore rules."""

@@ -262,7 +262,8 @@ def test_exec_it_kill_pause_inspect_and_stats(engine: dict[str, str], image: str
 
     document = json.loads(reconcile(engine, "inspect", "svc").stdout)[0]
     assert document["State"]["Running"] is True and document["HostConfig"]["Init"] is True
-    assert document["HostConfig"]["Memory"] == 32 << 20 and document["Image"] == image
+    assert document["HostConfig"]["Memory"] == 32 << 20 and document["Config"]["Image"] == image
+    assert document["Image"].startswith("sha256:")  # the image ID, as docker inspect shows it
 
     bad = reconcile(engine, "kill", "-s", "NOPE", "svc")
     assert bad.returncode == 64 and "unknown signal" in bad.stderr

@@ -6,7 +6,6 @@ pause and delete behave as Docker's. Nothing is left on the host afterwards.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import signal
@@ -230,7 +229,7 @@ def test_init_forwards_signals_and_reaps_orphans(runtime: Runtime, rootfs: Path)
     # an orphan of a subshell is reparented to pid 1; `sleep` as pid 1 would leave it a zombie
     script = "(sleep 0.2 &); exec sleep 60"
     runtime.create("plain", config(rootfs, script))
-    runtime.create("init", dataclasses.replace(config(rootfs, script), init=True))
+    runtime.create("init", config(rootfs, script)._replace(init=True))
     plain = runtime.start("plain")
     init = runtime.start("init")
     wait_for(lambda: len(zombies_of(plain.pid)) == 1)
@@ -243,7 +242,7 @@ def test_init_forwards_signals_and_reaps_orphans(runtime: Runtime, rootfs: Path)
 
 
 def test_init_is_pid_1_and_the_command_its_child(runtime: Runtime, rootfs: Path) -> None:
-    runtime.create("pids", dataclasses.replace(config(rootfs, "echo $$; exit 7"), init=True))
+    runtime.create("pids", config(rootfs, "echo $$; exit 7")._replace(init=True))
     runtime.start("pids")
     wait_for(lambda: runtime.inspect("pids").status == "exited")
     assert runtime.inspect("pids").exit_code == 7
@@ -409,7 +408,7 @@ def test_the_network_namespace_is_made_first_and_can_be_wired_before_start(
 def test_host_namespaces_are_shared_on_request(runtime: Runtime, rootfs: Path) -> None:
     (rootfs / "bin" / "readlink").symlink_to("busybox")
     script = "for kind in net ipc uts; do readlink /proc/self/ns/$kind; done"
-    shared = dataclasses.replace(config(rootfs, script), host_namespaces=("net", "ipc", "uts"))
+    shared = config(rootfs, script)._replace(host_namespaces=("net", "ipc", "uts"))
     runtime.create("hostnet", shared)
     assert runtime.inspect("hostnet").spec["config"]["netns"] is None  # no handle to make
     runtime.start("hostnet")
@@ -418,4 +417,4 @@ def test_host_namespaces_are_shared_on_request(runtime: Runtime, rootfs: Path) -
     seen = [e.text.strip() for e in logread.read(log)]
     assert seen == [os.readlink(f"/proc/self/ns/{kind}") for kind in ("net", "ipc", "uts")]
     with pytest.raises(spawn.StartError, match="unknown namespace"):
-        spawn.run(dataclasses.replace(config(rootfs, "true"), host_namespaces=("mnt",)))
+        spawn.run(config(rootfs, "true")._replace(host_namespaces=("mnt",)))

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
 from reconciler.cli import main as cli
@@ -44,18 +43,20 @@ def image_import(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     images = ImageStore(args.root)
     runtime = _runtime(args)
-    name = args.name or f"run-{uuid.uuid4().hex[:12]}"
+    name = args.name or f"run-{os.urandom(6).hex()}"
     reserved = False
     try:
         if args.detach and args.rm:
             raise ValueError("--rm and -d together are not supported yet: remove the container with rm")
-        image = images.config(args.image)
-        layers = images.layers(args.image)
+        stored = images.image(args.image, verify=False)  # trusted: verified when written
+        image = ImageConfig.from_document(stored.config)
+        layers = images.lower_dirs(stored)
         limits = _limits(args)
         directory = runtime.reserve(name)
         reserved = True
         config = _config(args, name, directory, image, layers)
-        runtime.create(name, config, limits, image=args.image)
+        source = {"name": args.image, "id": stored.id, "manifest": stored.manifest_digest}
+        runtime.create(name, config, limits, image=source)
         if args.detach:
             runtime.start(name)
             print(name)
@@ -323,6 +324,7 @@ def _inspect_document(state: ContainerState) -> dict[str, object]:
     """The container in the shape of ``docker inspect`` (the fields we have)."""
     config = state.spec.get("config", {})
     limits = state.spec.get("limits", {})
+    image = state.spec.get("image") or {}
     return {
         "Name": state.name,
         "Created": _iso(state.created_at),
@@ -339,9 +341,10 @@ def _inspect_document(state: ContainerState) -> dict[str, object]:
             "StartedAt": _iso(state.started_at),
             "FinishedAt": _iso(state.finished_at),
         },
-        "Image": state.spec.get("image") or "",
+        "Image": image.get("id", ""),
         "Config": {
             "Hostname": config.get("hostname"),
+            "Image": image.get("name", ""),
             "User": f"{config.get('uid', 0)}:{config.get('gid', 0)}",
             "Env": config.get("env", []),
             "Cmd": config.get("argv", []),

@@ -9,11 +9,9 @@ config on its hot path.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform as _platform
-from dataclasses import dataclass
-from typing import Any
+import os
+from typing import Any, NamedTuple
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -41,6 +39,8 @@ class ManifestError(Exception):
 
 
 def sha256(data: bytes) -> str:
+    import hashlib  # not on the path of `run`, which only reads
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -49,8 +49,7 @@ def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     media_type: str
     digest: str
     size: int
@@ -80,7 +79,7 @@ class Descriptor:
 
 
 def host_platform() -> dict[str, str]:
-    machine = _platform.machine()
+    machine = os.uname().machine
     out = {"os": "linux", "architecture": _ARCH.get(machine, machine)}
     if machine == "armv7l":
         out["variant"] = "v7"

@@ -28,8 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.images import oci
 from reconciler.images.content import BlobError, ContentStore, check_digest
@@ -43,17 +42,16 @@ class ImageError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """The parts of an image config (its ``config`` object) a container uses."""
 
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
-    env: list[str] = field(default_factory=lambda: [f"PATH={DEFAULT_PATH}"])
+    env: list[str] = [f"PATH={DEFAULT_PATH}"]
     working_dir: str = "/"
     user: str | None = None
     stop_signal: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = {}
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     healthcheck: dict[str, Any] | None = None
@@ -75,8 +73,7 @@ class ImageConfig:
         )
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """A stored image: its manifest, config and layers, resolved from a reference."""
 
     manifest_digest: str
@@ -188,14 +185,14 @@ class ImageStore:
 
     # --- images -----------------------------------------------------------
 
-    def image(self, reference: str) -> Image:
-        return self.image_by_digest(self.resolve(reference))
+    def image(self, reference: str, *, verify: bool = True) -> Image:
+        return self.image_by_digest(self.resolve(reference), verify=verify)
 
-    def image_by_digest(self, manifest_digest: str) -> Image:
+    def image_by_digest(self, manifest_digest: str, *, verify: bool = True) -> Image:
         try:
-            manifest = oci.load(self.content.read(manifest_digest))
+            manifest = oci.load(self.content.read(manifest_digest, verify=verify))
             config_desc, layers = oci.manifest_parts(manifest)
-            config = oci.load(self.content.read(config_desc.digest), "image config")
+            config = oci.load(self.content.read(config_desc.digest, verify=verify), "image config")
         except (BlobError, oci.ManifestError) as exc:
             raise ImageError(f"image {manifest_digest}: {exc}") from None
         diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
@@ -224,7 +221,10 @@ class ImageStore:
 
     def layers(self, reference: str) -> tuple[str, ...]:
         """The image's unpacked layers as overlay lower dirs, topmost first."""
-        image = self.image(reference)
+        return self.lower_dirs(self.image(reference))
+
+    def lower_dirs(self, image: Image) -> tuple[str, ...]:
+        """``image``'s unpacked layers as overlay lower dirs, topmost first."""
         pairs = zip(image.layers, image.diff_ids, strict=True)
         return tuple(reversed([self.snapshot(layer, diff_id) for layer, diff_id in pairs]))
 

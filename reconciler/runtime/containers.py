@@ -10,13 +10,11 @@ kernel too, so a container whose monitor was killed is reported, not lost.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import signal
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from reconciler.runtime import cgroups, netns, spawn
@@ -63,9 +61,16 @@ class Runtime:
         return self.store.path(name)
 
     def create(
-        self, name: str, config: spawn.Config, limits: cgroups.Limits | None = None, *, image: str | None = None
+        self,
+        name: str,
+        config: spawn.Config,
+        limits: cgroups.Limits | None = None,
+        *,
+        image: dict[str, str] | None = None,
     ) -> ContainerState:
-        """Record a container to start later; ``name`` may have been ``reserve``d."""
+        """Record a container to start later; ``name`` may have been ``reserve``d.
+        ``image`` is what it was made from (``name``, ``id``, ``manifest``), kept so
+        an image in use is never pruned and ``inspect`` can say which it is."""
         state = self.store.read(name)
         if state is None:
             self.reserve(name)
@@ -77,8 +82,8 @@ class Runtime:
             handle = self.store.path(name, "netns")
             netns.remove(handle)  # a create killed half-way may have left one
             netns.create(handle)
-            config = dataclasses.replace(config, netns=handle)
-        state.spec = {"config": asdict(config), "limits": asdict(limits or cgroups.Limits()), "image": image}
+            config = config._replace(netns=handle)
+        state.spec = {"config": spawn.to_json(config), "limits": (limits or cgroups.Limits())._asdict(), "image": image}
         self.store.write(state)
         return state
 
@@ -319,4 +324,4 @@ class Runtime:
 
 def exec_config(state: ContainerState, argv: list[str], *, tty: bool = False) -> spawn.Config:
     """The container's own process settings, running ``argv`` instead (never as an init)."""
-    return dataclasses.replace(_config_from(state.spec), argv=argv, init=False, tty=tty)
+    return _config_from(state.spec)._replace(argv=argv, init=False, tty=tty)

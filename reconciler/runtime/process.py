@@ -9,7 +9,7 @@ image cannot point them outside its root). Called on every container start.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.runtime import rootfs_path
 
@@ -76,16 +76,14 @@ def environment(*, image_env: list[str], env: dict[str, str], hostname: str, hom
     return [f"{key}={value}" for key, value in merged.items()]
 
 
-@dataclass(frozen=True)
-class User:
+class User(NamedTuple):
     uid: int
     gid: int
     groups: tuple[int, ...]
     home: str
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     name: str
     id: int
     gid: int

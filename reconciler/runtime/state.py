@@ -11,26 +11,45 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["created", "running", "paused", "exited"]
 
 
-@dataclass
 class ContainerState:
-    name: str
-    status: Status = "created"
-    pid: int = 0  # the container's pid 1 as the host sees it
-    pid_start: int = 0  # its start time in clock ticks: tells a reused pid apart
-    monitor_pid: int = 0
-    exit_code: int | None = None
-    oom_killed: bool = False
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
+    """One container's record. A plain class (not a dataclass, whose import and
+    class construction cost ``reconcile run`` about 10 ms); ``vars()`` is its JSON."""
+
+    def __init__(
+        self,
+        name: str,
+        status: Status = "created",
+        pid: int = 0,  # the container's pid 1 as the host sees it
+        pid_start: int = 0,  # its start time in clock ticks: tells a reused pid apart
+        monitor_pid: int = 0,
+        exit_code: int | None = None,
+        oom_killed: bool = False,
+        error: str | None = None,
+        created_at: float | None = None,
+        started_at: float | None = None,
+        finished_at: float | None = None,
+        spec: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.status: Status = status
+        self.pid = pid
+        self.pid_start = pid_start
+        self.monitor_pid = monitor_pid
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+        self.error = error
+        self.created_at: float = time.time() if created_at is None else created_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.spec: dict[str, Any] = {} if spec is None else spec
+
+    def __repr__(self) -> str:
+        return f"ContainerState({self.name!r}, status={self.status!r}, pid={self.pid}, exit_code={self.exit_code})"
 
 
 def process_start(pid: int) -> int:
@@ -52,14 +71,18 @@ class StateStore:
         return os.path.join(self.directory, name, *parts)
 
     def write(self, state: ContainerState) -> None:
-        """Write to a temporary file, fsync, rename: a reader never sees half a state."""
+        """Write to a temporary file and rename it: a reader never sees half a state.
+
+        No fsync: a state only has to survive the death of processes (the page cache
+        keeps it), and after a power loss every container is gone anyway and
+        ``inspect`` says so. ext4 (auto_da_alloc) also flushes a file replaced by
+        rename before the rename commits. Skipping it saves 1-5 ms per write, three
+        writes per ``run``."""
         os.makedirs(self.path(state.name), exist_ok=True)
         target = self.path(state.name, "state.json")
         temporary = f"{target}.{os.getpid()}.tmp"
         with open(temporary, "w") as handle:
-            json.dump(asdict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            json.dump(vars(state), handle)
         os.replace(temporary, target)
 
     def read(self, name: str) -> ContainerState | None:

@@ -126,6 +126,26 @@ def oci_bundle(directory: str, rootfs: str) -> str | None:
     return bundle
 
 
+#: What ../shared/bench/peers.sh setup leaves running or made (see PEERS.md there).
+CRUN_MNTNS = "/tmp/peer-mntns"
+DOCKER_SOCKET = "/tmp/peer-docker.sock"
+PODMAN_DIR = "/tmp/peer-podman"
+
+
+def daemon_peers(runs: int) -> list[tuple[str, list[float]]]:
+    """docker and podman on the busybox:local image peers.sh imported, when set up."""
+    rows = []
+    if os.path.exists(DOCKER_SOCKET) and os.path.exists("/usr/bin/docker"):
+        argv = ["/usr/bin/docker", "-H", f"unix://{DOCKER_SOCKET}", "run", "--rm", "--network", "none"]
+        rows.append(("docker run --rm --network none", command([*argv, "busybox:local", "true"], runs)))
+    if shutil.which("podman") and os.path.exists(os.path.join(PODMAN_DIR, "containers.conf")):
+        os.environ["CONTAINERS_CONF"] = os.path.join(PODMAN_DIR, "containers.conf")
+        os.environ["CONTAINERS_STORAGE_CONF"] = os.path.join(PODMAN_DIR, "storage.conf")
+        argv = ["podman", "run", "--rm", "--network", "none", "busybox:local", "true"]
+        rows.append(("podman run --rm --network none (runc)", command(argv, runs)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -145,6 +165,10 @@ def main() -> None:
         if bundle:
             name = f"bench-{uuid.uuid4().hex[:8]}"
             rows.append(("runc run", command(["runc", "run", "-b", bundle, name], args.runs)))
+            if shutil.which("crun") and os.path.exists(CRUN_MNTNS):
+                crun = ["nsenter", f"--mount={CRUN_MNTNS}", "crun", "run", "-b", bundle, name]
+                rows.append(("crun run (in the v1-only mount namespace of peers.sh)", command(crun, args.runs)))
+        rows += daemon_peers(args.runs)
     print("| how | median | p95 |")
     print("|---|---:|---:|")
     for label, values in rows:

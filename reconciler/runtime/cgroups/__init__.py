@@ -22,8 +22,7 @@ tree where the host has no v2 controllers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 #: Every cgroup reconcile makes lives below this directory of each hierarchy.
@@ -32,8 +31,7 @@ PARENT = "reconcile"
 CPU_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Resource limits; None leaves a limit unset (the kernel's default: unlimited).
 
     ``memory_swap`` is memory plus swap, as in Docker; ``cpu_shares`` is the v1
@@ -49,8 +47,7 @@ class Limits:
     pids: int | None = None
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(NamedTuple):
     """What the kernel reports for the group. ``memory_peak`` is None where the
     kernel keeps no peak (v2 before Linux 5.19)."""
 

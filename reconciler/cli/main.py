@@ -77,6 +77,56 @@ def _subcommand(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """The image commands, under ``image`` and (the common ones) at the top level, as in docker."""
+    for name in ("pull", "push"):
+        command = add(name, parents=[engine], help=f"{name} an image {'from' if name == 'pull' else 'to'} a registry")
+        command.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
+        command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        if name == "pull":
+            command.add_argument("--platform", help="os/arch[/variant] (default: this host's)")
+    build = add("build", parents=[engine], help="build an image from a Containerfile")
+    build.add_argument("context", metavar="CONTEXT", help="build context directory")
+    build.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]")
+    build.add_argument("-f", "--file", help="the Containerfile (default: CONTEXT/Containerfile or Dockerfile)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
+    build.add_argument("--target", help="build up to this stage")
+    build.add_argument("--no-cache", action="store_true", help="rebuild every step")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    history = add("history", parents=[engine], help="show how an image was built")
+    history.add_argument("reference")
+    history.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    tag = add("tag", parents=[engine], help="give an image another name")
+    tag.add_argument("source", metavar="SOURCE")
+    tag.add_argument("target", metavar="TARGET[:TAG]")
+    listing = add("images" if top_level else "ls", parents=[engine], help="list images")
+    listing.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    if top_level:
+        for verb in ("login", "logout"):
+            session = add(verb, parents=[engine], help=f"{verb} {'to' if verb == 'login' else 'from'} a registry")
+            session.add_argument("registry")
+            if verb == "login":
+                session.add_argument("-u", "--username")
+                session.add_argument("-p", "--password")
+                session.add_argument("--password-stdin", action="store_true")
+        return
+    inspect = add("inspect", parents=[engine], help="show images' configuration as JSON")
+    inspect.add_argument("references", nargs="+", metavar="IMAGE")
+    remove = add("rm", parents=[engine], help="untag images and remove what nothing else uses")
+    remove.add_argument("references", nargs="+", metavar="IMAGE")
+    remove.add_argument("-f", "--force", action="store_true", help="even when a container uses it")
+    prune = add("prune", parents=[engine], help="remove blobs and layers no image or container uses")
+    prune.add_argument("-a", "--all", action="store_true", help="also every image no container uses")
+    save = add("save", parents=[engine], help="write images to an archive")
+    save.add_argument("references", nargs="+", metavar="IMAGE")
+    save.add_argument("-o", "--output", metavar="FILE", help="archive file (default: stdout)")
+    save.add_argument("--format", choices=("oci-archive", "docker-archive"), default="oci-archive")
+    load = add("load", parents=[engine], help="load images from an archive (OCI or docker save format)")
+    load.add_argument("-i", "--input", metavar="FILE", help="archive file (default: stdin)")
+    load.add_argument("--tag", help="name for images the archive leaves unnamed")
+    add("fsck", parents=[engine], help="verify every blob against its digest")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reconcile",
@@ -120,13 +170,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="cgroup directory containers are made under (default: $RECONCILE_CGROUP_PARENT or reconcile)",
     )
 
-    image = sub.add_parser("image", help="manage images")
+    image = sub.add_parser("image", help="manage images (import, ls, inspect, rm, prune, save, load, fsck, ...)")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
     image_import = image_sub.add_parser(
         "import", parents=[engine], help="import a root filesystem tarball as a one-layer image"
     )
     image_import.add_argument("tarball")
     image_import.add_argument("reference", metavar="NAME[:TAG]")
+    _image_commands(image_sub.add_parser, engine)  # docker image pull, docker image ls, ...
+    _image_commands(sub.add_parser, engine, top_level=True)  # docker pull, docker images, ...
 
     run = sub.add_parser("run", parents=[engine], help="run a command in a new container")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits")
@@ -266,11 +318,28 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return command
 
+    def images(function: str) -> Callable[[argparse.Namespace], int]:
+        def command(args: argparse.Namespace) -> int:
+            from reconciler.cli import image_commands
+
+            handler: Callable[[argparse.Namespace], int] = getattr(image_commands, function)
+            return handler(args)
+
+        return command
+
     return {
         "validate": validate,
         "plan": plan,
         "schema": schema,
-        "image": container("image_import"),
+        "image": images("image"),
+        "pull": images("pull"),
+        "push": images("push"),
+        "build": images("build"),
+        "images": images("images"),
+        "tag": images("tag"),
+        "history": images("history"),
+        "login": images("login"),
+        "logout": images("logout"),
         "run": container("run"),
         "ps": container("ps"),
         "logs": container("logs"),

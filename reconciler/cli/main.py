@@ -150,6 +150,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="observed state as JSON (the Observed model); default: an empty host",
     )
     plan.add_argument("--no-prune", dest="prune", action="store_false", help="keep objects no longer listed")
+    plan.add_argument(
+        "--resolve-images",
+        choices=("local", "registry"),
+        help="compare image digests: as tagged in the local store, or as the registries say now",
+    )
+    plan.add_argument(
+        "--root",
+        default=os.environ.get("RECONCILE_ROOT", "/var/lib/reconcile"),
+        help="state directory with the image store (default: $RECONCILE_ROOT or /var/lib/reconcile)",
+    )
     plan.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
     plan.add_argument("-v", "--verbose", action="store_true", help="also list unchanged objects")
     plan.add_argument(

@@ -42,6 +42,24 @@ def validate(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _resolve_images(args: argparse.Namespace, desired: Desired) -> int:
+    """Fill ``desired.image_digests`` from the local store or the registries, so the
+    plan shows digests old → new and recreates what runs a tag that moved."""
+    from reconciler.images import resolve
+    from reconciler.images.store import ImageStore
+    from reconciler.model.image import Image
+
+    images = [obj for obj in desired.objects if isinstance(obj, Image)]
+    try:
+        desired.image_digests.update(
+            resolve.digests(ImageStore(args.root), images, refresh=args.resolve_images == "registry")
+        )
+    except resolve.ResolveError as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return cli.EXIT_FAILED
+    return cli.EXIT_OK
+
+
 def plan(args: argparse.Namespace) -> int:
     from reconciler.model.observed import Observed
     from reconciler.plan import plan as make_plan
@@ -57,6 +75,10 @@ def plan(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"{args.observed}: cannot read observed state: {exc}", file=sys.stderr)
             return cli.EXIT_FAILED
+    if args.resolve_images:
+        failed = _resolve_images(args, desired)
+        if failed:
+            return failed
     result = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
     if args.output == "json":
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")

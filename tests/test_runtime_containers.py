@@ -394,13 +394,17 @@ def test_the_network_namespace_is_made_first_and_can_be_wired_before_start(
     handle = runtime.store.path("wired", "netns")
     assert netns.is_handle(handle) and runtime.inspect("wired").spec["config"]["netns"] == handle
     # what the network layer will do: configure the namespace before the process exists
-    wire = subprocess.run(["nsenter", f"--net={handle}", "ip", "link", "set", "lo", "up"], capture_output=True)
+    wire = subprocess.run(
+        ["nsenter", f"--net={handle}", "ip", "link", "add", "wired0", "type", "veth", "peer", "name", "wired1"],
+        capture_output=True,
+    )
     assert wire.returncode == 0, wire.stderr
     (rootfs / "bin" / "ls").symlink_to("busybox")
     runtime.start("wired")
     wait_for(lambda: runtime.inspect("wired").status == "exited")
     log = runtime.store.path("wired", "container.log")
-    assert [e.text for e in logread.read(log)] == ["unknown\n", "lo\n"]  # lo is up; nothing else exists
+    # lo is up (a link that is up reports "unknown"), and the link wired in before start is there
+    assert [e.text for e in logread.read(log)] == ["unknown\n", "lo\n", "wired0\n", "wired1\n"]
     runtime.delete("wired")
     assert mounts_under(tmp_path) == [] and not os.path.exists(handle)
 
@@ -418,3 +422,9 @@ def test_host_namespaces_are_shared_on_request(runtime: Runtime, rootfs: Path) -
     assert seen == [os.readlink(f"/proc/self/ns/{kind}") for kind in ("net", "ipc", "uts")]
     with pytest.raises(spawn.StartError, match="unknown namespace"):
         spawn.run(config(rootfs, "true")._replace(host_namespaces=("mnt",)))
+
+
+def test_loopback_is_up_in_a_namespace_of_its_own(rootfs: Path) -> None:
+    # as with docker run --network none: 127.0.0.1 works, nothing else exists
+    check = 'test "$(cat /sys/class/net/lo/operstate)" = unknown'
+    assert spawn.run(config(rootfs, check)) == 0

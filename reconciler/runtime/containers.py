@@ -207,13 +207,13 @@ class Runtime:
             if config.tty:  # one stream, a terminal: the monitor logs it as stdout
                 out_r, slave = os.openpty()
                 err_r = -1
-                started = spawn.start(config, cgroup=group, stdin=slave, stdout=slave, stderr=slave)
+                started = spawn.start(config, cgroup=group, stdin=slave, stdout=slave, stderr=slave, dedicated=True)
                 os.close(slave)
             else:
                 out_r, out_w = os.pipe()
                 err_r, err_w = os.pipe()
                 devnull = os.open(os.devnull, os.O_RDONLY)
-                started = spawn.start(config, cgroup=group, stdin=devnull, stdout=out_w, stderr=err_w)
+                started = spawn.start(config, cgroup=group, stdin=devnull, stdout=out_w, stderr=err_w, dedicated=True)
                 for fd in (out_w, err_w, devnull):
                     os.close(fd)
             state.status = "running"

@@ -22,7 +22,8 @@ class NetnsError(Exception):
 
 
 def create(path: str) -> None:
-    """A new network namespace held at ``path`` (a file that must not exist yet).
+    """A new network namespace held at ``path`` (a file that must not exist yet),
+    with its loopback interface up.
 
     A forked child unshares and bind-mounts its namespace, so this process keeps
     its own network namespace."""
@@ -34,6 +35,7 @@ def create(path: str) -> None:
         os.close(read_end)
         try:
             linux.unshare(linux.CLONE_NEWNET)
+            linux.loopback_up()
             linux.mount("/proc/self/ns/net", path, None, linux.MS_BIND)
         except BaseException as exc:
             with contextlib.suppress(OSError):

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Memory the engine keeps per running container: PSS of each container's monitor.
+"""Memory the engine keeps per running container: PSS of each container's helpers.
 
     sudo .venv/bin/python tests/bench/density.py [--containers 50]
 
-Starts N idle busybox containers (`sleep`) detached, reads ``Pss`` and ``Rss`` from
-``/proc/MONITOR/smaps_rollup`` of every monitor (the only helper process that stays
-per container), prints a table, then stops and removes everything. Peers measured
-on this machine kind (../shared/design/PERFORMANCE.md): docker's shim about 13 MiB
-per container, podman's conmon about 2 MiB. Target: at most 4 MiB.
+Starts N idle busybox containers (`sleep`) detached and reads ``Pss`` and ``Rss``
+from ``/proc/PID/smaps_rollup`` of every monitor, and of any process between the
+monitor and the container's pid 1 (none: the monitor forks pid 1 itself). Prints a
+table, then stops and removes everything. Peers measured on this machine kind
+(../shared/design/PERFORMANCE.md): docker's shim about 13 MiB per container,
+podman's conmon about 2 MiB. Target: at most 4 MiB.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def rollup(pid: int) -> dict[str, int]:
     return out
 
 
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=50)
@@ -56,7 +62,10 @@ def main() -> None:
             for name in names:
                 runtime.create(name, spawn.Config(rootfs=rootfs, argv=["sleep", "3600"]), cgroups.Limits(pids=8))
                 runtime.start(name)
-            monitors = [rollup(runtime.inspect(name).monitor_pid) for name in names]
+            states = [runtime.inspect(name) for name in names]
+            monitors = [rollup(state.monitor_pid) for state in states]
+            # any process between the monitor and the container's pid 1 is a helper too
+            outers = [rollup(parent_of(s.pid)) for s in states if parent_of(s.pid) != s.monitor_pid]
         finally:
             for name in names:
                 if runtime.store.read(name) is not None:
@@ -77,6 +86,11 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| monitor PSS | {statistics.median(pss):.1f} MiB | {max(pss):.1f} MiB |")
     print(f"| monitor RSS | {statistics.median(rss):.1f} MiB | {max(rss):.1f} MiB |")
+    if outers:  # a process between the monitor and the container's pid 1
+        opss = [o["Pss"] / 1024 for o in outers]
+        print(f"| outer process PSS | {statistics.median(opss):.1f} MiB | {max(opss):.1f} MiB |")
+        total = [a + b for a, b in zip(pss, opss, strict=True)]
+        print(f"| helpers PSS in all | {statistics.median(total):.1f} MiB | {max(total):.1f} MiB |")
     print(f"\n{args.containers} idle containers; monitor = python -S -I monitor.py ({sys.version.split()[0]})")
 
 

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +34,8 @@ from typing import Any
 VERSION = "reconcile-build-1"
 
 _CHUNK = 1 << 20
+#: How old a file's last change must be before its hash is remembered.
+_RACY_NS = 2_000_000_000
 
 
 def key(*parts: object) -> str:
@@ -90,6 +93,10 @@ class FileHashes:
     ``stat`` per file is what git's index does to the same end. ctime is in the
     signature too: it changes on every write even when a tool puts the mtime back.
     One file per build context, read once per build and written back only if changed.
+
+    A file changed in the last few seconds is hashed but not remembered (git's "racy"
+    entries): file times have a coarse granularity, and a same-size rewrite within
+    one tick of the hashing would otherwise keep the old hash.
     """
 
     def __init__(self, directory: str, context_dir: str) -> None:
@@ -110,8 +117,9 @@ class FileHashes:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
                 hasher.update(chunk)
         digest = "sha256:" + hasher.hexdigest()
-        self._entries[path] = [*signature, digest]
-        self._dirty = True
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            self._entries[path] = [*signature, digest]
+            self._dirty = True
         return digest
 
     def save(self) -> None:

@@ -118,3 +118,45 @@ def test_login_with_wrong_credentials_fails_cleanly(engine: dict[str, str], tmp_
         right = reconcile(engine, "login", registry.host, "-u", "alice", "-p", "secret")
         assert (right.returncode, right.stdout) == (0, "Login Succeeded\n")
         assert reconcile(engine, "logout", registry.host).returncode == 0
+
+
+def test_build_push_pull_run_round_trip(engine: dict[str, str], tmp_path: Path) -> None:
+    """The issue's loop: build with our builder, push, pull into a fresh store, run; same digest."""
+    reconcile(engine, "image", "import", str(busybox_tarball(tmp_path / "b.tar")), "busybox:1")
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "greeting.txt").write_text("hello from a build\n")
+    (context / "Containerfile").write_text(
+        "FROM busybox:1\n"
+        "ARG WHO=world\n"
+        "COPY greeting.txt /srv/greeting.txt\n"
+        'RUN echo "built for $WHO" > /srv/who.txt\n'
+        'CMD ["cat", "/srv/greeting.txt", "/srv/who.txt"]\n'
+    )
+    built = reconcile(engine, "build", "-t", "app:1", "--build-arg", "WHO=ci", str(context))
+    assert built.returncode == 0, built.stderr
+    assert "STEP 5/5: CMD" in built.stderr and "COMMIT app:1" in built.stderr
+    image_id = built.stdout.strip()
+    again = reconcile(engine, "build", "-q", "-t", "app:1", "--build-arg", "WHO=ci", str(context))
+    assert again.stdout.strip() == image_id and again.stderr == ""  # cached: the same image
+    ran = reconcile(engine, "run", "--rm", "app:1")
+    assert (ran.returncode, ran.stdout) == (0, "hello from a build\nbuilt for ci\n")
+
+    broken = context / "Broken"
+    broken.write_text("FROM busybox:1\nRUN echo about to fail; exit 3\n")
+    failed = reconcile(engine, "build", "-f", str(broken), "-t", "broken:1", str(context))
+    assert failed.returncode == 1 and "Broken:2" in failed.stderr and "3" in failed.stderr
+    assert "broken" not in reconcile(engine, "images").stdout
+
+    with docker_registry(str(tmp_path / "registry")) as registry:
+        remote = f"{registry.host}/apps/app:1"
+        assert reconcile(engine, "tag", "app:1", remote).returncode == 0
+        pushed = reconcile(engine, "push", remote)
+        assert pushed.returncode == 0, pushed.stderr
+        digest = pushed.stdout.strip().rsplit(" ", 1)[1]
+        fresh = {**engine, "RECONCILE_ROOT": str(tmp_path / "fresh-root")}
+        assert reconcile(fresh, "pull", remote).returncode == 0
+        listing = json.loads(reconcile(fresh, "images", "-o", "json").stdout)
+        assert [(r["digest"], r["id"]) for r in listing] == [(digest, image_id)]
+        ran = reconcile(fresh, "run", "--rm", remote)
+        assert (ran.returncode, ran.stdout) == (0, "hello from a build\nbuilt for ci\n")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.util
 import io
 import json
 import os
@@ -49,7 +48,6 @@ from tests.registry_fixtures import (
     sha256,
 )
 
-HAVE_LAYERFS = importlib.util.find_spec("reconciler.images.layerfs") is not None
 needs_registry = pytest.mark.skipif(not os.path.exists(REGISTRY_BINARY), reason="docker-registry is not installed")
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 needs_umoci = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
@@ -86,8 +84,6 @@ def new_store(tmp_path: Path, name: str) -> ImageStore:
 
 
 def assert_unpacked(store: ImageStore, reference: str) -> None:
-    if not HAVE_LAYERFS:
-        return
     lowers = store.layers(reference)
     assert any(os.path.isfile(os.path.join(d, "bin", "busybox")) for d in lowers)
 
@@ -224,7 +220,7 @@ def test_push_then_pull_into_a_fresh_store(registry, tmp_path, cfg) -> None:
 
     target = new_store(tmp_path, "b")
     events.clear()
-    pulled = pull(target, ref, progress=events.append, config=cfg, unpack=HAVE_LAYERFS)
+    pulled = pull(target, ref, progress=events.append, config=cfg)
     assert pulled.manifest_digest == image.manifest_digest
     assert pulled.id == image.id
     assert target.image(ref).id == image.id
@@ -236,7 +232,7 @@ def test_push_then_pull_into_a_fresh_store(registry, tmp_path, cfg) -> None:
 
     # a second pull finds every blob and pushes nothing new
     events.clear()
-    assert pull(target, ref, progress=events.append, config=cfg, unpack=HAVE_LAYERFS).id == image.id
+    assert pull(target, ref, progress=events.append, config=cfg).id == image.id
     assert {e.phase for e in events if e.phase != "unpacked"} <= {"exists"}
     events.clear()
     assert push(source, ref, progress=events.append, config=cfg) == digest
@@ -295,7 +291,7 @@ def test_pull_an_image_made_by_umoci_and_copied_by_skopeo(registry, tmp_path, cf
         capture_output=True,
     )
     store = new_store(tmp_path, "root")
-    image = pull(store, ref, config=cfg, unpack=HAVE_LAYERFS)
+    image = pull(store, ref, config=cfg)
     expected_layer = oci.OCI_LAYER_GZIP if form == "oci" else oci.DOCKER_LAYER_GZIP
     assert [layer.media_type for layer in image.layers] == [expected_layer, expected_layer]
     expected_manifest = oci.OCI_MANIFEST if form == "oci" else oci.DOCKER_MANIFEST
@@ -305,8 +301,7 @@ def test_pull_an_image_made_by_umoci_and_copied_by_skopeo(registry, tmp_path, cf
     )
     assert json.loads(out.stdout)["Digest"] == image.manifest_digest
     assert_unpacked(store, ref)
-    if HAVE_LAYERFS:
-        assert any(os.path.isfile(os.path.join(d, "etc", "made-by")) for d in store.layers(ref))
+    assert any(os.path.isfile(os.path.join(d, "etc", "made-by")) for d in store.layers(ref))
 
 
 def _push_index(registry: DockerRegistry, store: ImageStore, cfg: RegistryConfig) -> dict[str, str]:
@@ -417,7 +412,7 @@ def test_chunked_uploads_past_the_threshold(registry, tmp_path, cfg) -> None:
     assert log.count('"PATCH /v2/chunked/app/blobs/uploads/') == sum(-(-size // 100_000) for size in big)
     assert "PUT /v2/chunked/app/blobs/uploads/" in log
     fresh = new_store(tmp_path, "fresh")
-    assert pull(fresh, ref, config=cfg, unpack=HAVE_LAYERFS).id == image.id
+    assert pull(fresh, ref, config=cfg).id == image.id
     assert fresh.fsck() == []
     assert_unpacked(fresh, ref)
 
@@ -450,7 +445,7 @@ def test_basic_auth_wrong_missing_and_right_credentials(auth_registry, tmp_path,
     with pytest.raises(RegistryError, match="wrong credentials"):
         pull(fresh, ref, config=wrong)
     assert fresh.refs() == {} and no_ingests(fresh)
-    assert pull(fresh, ref, config=right, unpack=HAVE_LAYERFS).id == image.id
+    assert pull(fresh, ref, config=right).id == image.id
 
 
 @needs_registry
@@ -484,7 +479,7 @@ def test_bearer_token_flow(tmp_path, cfg) -> None:
     with fake_registry(token="tok-123") as fake:
         fake.add_store_image("1", maker, image)
         store = new_store(tmp_path, "root")
-        pulled = pull(store, f"{fake.host}/org/app:1", config=cfg, unpack=HAVE_LAYERFS)
+        pulled = pull(store, f"{fake.host}/org/app:1", config=cfg)
     assert pulled.id == image.id
     assert len(fake.token_requests) == 1  # cached for the scope, shared by the parallel downloads
     query = fake.token_requests[0]["query"]
@@ -547,7 +542,6 @@ def test_body_cut_short_fails_after_retries_and_leaves_nothing(tmp_path, cfg) ->
     assert store.fsck() == []
 
 
-@pytest.mark.skipif(not HAVE_LAYERFS, reason="layer unpacking (layerfs) is not there yet")
 def test_a_layer_that_cannot_be_unpacked_is_never_tagged(tmp_path, cfg) -> None:
     maker = new_store(tmp_path, "maker")
     image = make_image(maker, None, [busybox_tar(), b"this is not a tar archive" * 40])

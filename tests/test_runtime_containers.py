@@ -428,3 +428,13 @@ def test_loopback_is_up_in_a_namespace_of_its_own(rootfs: Path) -> None:
     # as with docker run --network none: 127.0.0.1 works, nothing else exists
     check = 'test "$(cat /sys/class/net/lo/operstate)" = unknown'
     assert spawn.run(config(rootfs, check)) == 0
+
+
+def test_stop_sends_the_recorded_stop_signal_first(runtime: Runtime, rootfs: Path) -> None:
+    script = 'trap "exit 42" QUIT; trap "" TERM; while :; do sleep 0.05; done'
+    runtime.create("quits", config(rootfs, script), stop_signal="SIGQUIT")
+    runtime.start("quits")
+    time.sleep(0.3)  # let the shell install its traps
+    assert runtime.stop("quits", grace=30).exit_code == 42  # SIGTERM would be ignored: 137 after the grace
+    with pytest.raises(ContainerError, match="unknown signal"):
+        runtime.create("bad", config(rootfs, "true"), stop_signal="SIGNOPE")

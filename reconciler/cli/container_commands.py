@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from reconciler.images.store import ImageConfig, ImageError, ImageStore
 from reconciler.model import quantities
 from reconciler.runtime import cgroups, etcfiles, linux, logread, process, spawn
 from reconciler.runtime import logs as runtime_logs
-from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.runtime.containers import ContainerError, Runtime, signal_number
 from reconciler.runtime.state import ContainerState
 
 DEFAULT_ROOT = "/var/lib/reconcile"
@@ -52,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
         image = ImageConfig.from_document(stored.config)
         layers = images.lower_dirs(stored)
         limits = _limits(args)
+        stop_signal = args.stop_signal or image.stop_signal
+        if stop_signal:
+            signal_number(stop_signal)  # a bad one is refused before anything is made
         directory = runtime.reserve(name)
         reserved = True
         config = _config(args, name, directory, image, layers)
         source = {"name": args.image, "id": stored.id, "manifest": stored.manifest_digest}
-        runtime.create(name, config, limits, image=source)
+        runtime.create(name, config, limits, image=source, stop_signal=stop_signal)
         if args.detach:
             runtime.start(name)
             print(name)
@@ -236,7 +238,7 @@ def exec_(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     try:
-        state = _runtime(args).stop(args.name, grace=args.time, sig=signal.SIGTERM)
+        state = _runtime(args).stop(args.name, grace=args.time)
     except ContainerError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return cli.EXIT_FAILED
@@ -263,7 +265,7 @@ def kill(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
     try:
         sig = signal_number(args.signal)
-    except ValueError as exc:
+    except ContainerError as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return cli.EXIT_USAGE
     return _each(args.names, lambda name: runtime.kill(name, sig))
@@ -288,17 +290,6 @@ def _each(names: list[str], action: Callable[[str], object]) -> int:
             print(f"reconcile: {exc}", file=sys.stderr)
             status = cli.EXIT_FAILED
     return status
-
-
-def signal_number(text: str) -> int:
-    """``KILL``, ``SIGTERM``, ``sigusr1`` or ``9``."""
-    if text.isdigit():
-        return int(text)
-    name = "SIG" + text.upper().removeprefix("SIG")
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ValueError(f"unknown signal {text!r}") from None
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -207,6 +207,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     run.add_argument("--init", action="store_true", help="run an init as pid 1 that reaps zombies")
     run.add_argument("--entrypoint", help="replace the image's ENTRYPOINT ('' clears it)")
+    run.add_argument("--stop-signal", help="signal stop sends first (default: the image's STOPSIGNAL, else SIGTERM)")
     run.add_argument(
         "--network",
         "--net",

@@ -67,10 +67,14 @@ class Runtime:
         limits: cgroups.Limits | None = None,
         *,
         image: dict[str, str] | None = None,
+        stop_signal: str | None = None,
     ) -> ContainerState:
         """Record a container to start later; ``name`` may have been ``reserve``d.
         ``image`` is what it was made from (``name``, ``id``, ``manifest``), kept so
-        an image in use is never pruned and ``inspect`` can say which it is."""
+        an image in use is never pruned and ``inspect`` can say which it is.
+        ``stop_signal`` (``SIGQUIT``, ``15``) is what ``stop`` sends first: the
+        spec's, else the image's STOPSIGNAL, else SIGTERM."""
+        stop = signal_number(stop_signal or "SIGTERM")
         state = self.store.read(name)
         if state is None:
             self.reserve(name)
@@ -83,7 +87,12 @@ class Runtime:
             netns.remove(handle)  # a create killed half-way may have left one
             netns.create(handle)
             config = config._replace(netns=handle)
-        state.spec = {"config": spawn.to_json(config), "limits": (limits or cgroups.Limits())._asdict(), "image": image}
+        state.spec = {
+            "config": spawn.to_json(config),
+            "limits": (limits or cgroups.Limits())._asdict(),
+            "image": image,
+            "stop_signal": stop,
+        }
         self.store.write(state)
         return state
 
@@ -260,9 +269,11 @@ class Runtime:
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, sig)
 
-    def stop(self, name: str, *, grace: float = 10.0, sig: int = signal.SIGTERM) -> ContainerState:
-        """The stop signal, ``grace`` seconds, then SIGKILL; returns once it exited."""
+    def stop(self, name: str, *, grace: float = 10.0, sig: int | None = None) -> ContainerState:
+        """The stop signal (``sig``, else the one recorded at create), ``grace``
+        seconds, then SIGKILL; returns once it exited."""
         state = self.inspect(name)
+        sig = sig or int(state.spec.get("stop_signal") or signal.SIGTERM)
         if state.status == "paused":
             self.unpause(name)
         if state.status in ("running", "paused"):
@@ -320,6 +331,17 @@ class Runtime:
         if state is None:
             raise ContainerError(f"no such container: {name}")
         return state
+
+
+def signal_number(text: str) -> int:
+    """``KILL``, ``SIGTERM``, ``sigusr1`` or ``9``."""
+    if text.isdigit():
+        return int(text)
+    name = "SIG" + text.upper().removeprefix("SIG")
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ContainerError(f"unknown signal {text!r}") from None
 
 
 def exec_config(state: ContainerState, argv: list[str], *, tty: bool = False) -> spawn.Config:

@@ -218,3 +218,30 @@ def test_open_files_limit_is_raised_within_the_hosts(rootfs: Path) -> None:
     code, out = run(rootfs, "ulimit -n")
     expected = spawn.NOFILE if hard == resource.RLIM_INFINITY else min(spawn.NOFILE, hard)
     assert (code, out.strip()) == (0, str(expected))
+
+
+@pytest.mark.requires_root
+def test_copy_up_fills_an_empty_volume_from_the_image_once(tmp_path: Path) -> None:
+    from reconciler.runtime import spawn
+
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    root.chmod(0o755)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for applet in ("sh", "cat", "ls"):
+        (root / "bin" / applet).symlink_to("busybox")
+    data = root / "srv" / "data"
+    data.mkdir(parents=True)
+    (data / "seed.txt").write_text("from the image\n")
+    os.chown(data / "seed.txt", 1234, 1234)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mount = spawn.MountSpec(target="/srv/data", source=str(volume), copy_up=True)
+    config = spawn.Config(rootfs=str(root), argv=["cat", "/srv/data/seed.txt"], env=["PATH=/bin"], mounts=(mount,))
+    assert spawn.run(config, stdout=os.open(os.devnull, os.O_WRONLY)) == 0
+    assert (volume / "seed.txt").read_text() == "from the image\n"
+    assert (volume / "seed.txt").stat().st_uid == 1234
+    (volume / "seed.txt").write_text("changed in the volume\n")
+    assert spawn.run(config, stdout=os.open(os.devnull, os.O_WRONLY)) == 0  # not empty: no copy again
+    assert (volume / "seed.txt").read_text() == "changed in the volume\n"
+    assert (data / "seed.txt").read_text() == "from the image\n"  # the image is untouched

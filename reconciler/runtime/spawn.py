@@ -95,6 +95,9 @@ class MountSpec(NamedTuple):
     source: str = ""
     read_only: bool = False
     options: str = ""
+    #: A new, empty named volume: fill it from the image's content at ``target``
+    #: before mounting it there, as Docker does at a volume's first mount.
+    copy_up: bool = False
 
 
 class Config(NamedTuple):
@@ -419,6 +422,8 @@ def _mount_user(root: str, mounts: tuple[MountSpec, ...]) -> None:
         if not os.path.exists(spec.source):
             raise StartError(f"bind source {spec.source} does not exist (mount on {spec.target})", 125)
         if os.path.isdir(spec.source):
+            if spec.copy_up and os.path.isdir(target) and not os.listdir(spec.source):
+                _copy_up(target, spec.source)
             os.makedirs(target, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -427,6 +432,28 @@ def _mount_user(root: str, mounts: tuple[MountSpec, ...]) -> None:
         linux.mount(spec.source, target, None, linux.MS_BIND | linux.MS_REC)
         if spec.read_only:
             linux.mount(spec.source, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def _copy_up(image_dir: str, volume: str) -> None:
+    """Copy what the image has at a mount point into the empty volume mounted there:
+    modes, owners, times and symlinks kept (the merged overlay view is only visible
+    here, inside the container's mount namespace, before the volume covers it)."""
+    import shutil
+
+    def copy(source: str, target: str) -> None:
+        shutil.copy2(source, target, follow_symlinks=False)
+        os.lchown(target, os.lstat(source).st_uid, os.lstat(source).st_gid)
+
+    shutil.copytree(image_dir, volume, symlinks=True, copy_function=copy, dirs_exist_ok=True)
+    for directory, dirs, _files in os.walk(image_dir):
+        relative = os.path.relpath(directory, image_dir)
+        for name in (".", *dirs):
+            source = os.path.normpath(os.path.join(directory, name))
+            info = os.lstat(source)
+            target = os.path.normpath(os.path.join(volume, relative, name))
+            os.lchown(target, info.st_uid, info.st_gid)
+            if not os.path.islink(source):
+                os.chmod(target, info.st_mode & 0o7777)
 
 
 def _mask_paths() -> None:

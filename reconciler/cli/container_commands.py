@@ -61,19 +61,26 @@ def run(args: argparse.Namespace) -> int:
         runtime.create(name, config, limits, image=source, stop_signal=stop_signal)
         if args.detach:
             runtime.start(name)
+            _after_start(args)
             print(name)
             return cli.EXIT_OK
-        if args.tty:
-            from reconciler.cli import terminal
+        _after_start(args)  # the copy happens before the process runs
+        try:
+            if args.tty:
+                from reconciler.cli import terminal
 
-            with terminal.attached(interactive=args.interactive) as pty:
-                return runtime.run(name, stdin=pty, stdout=pty, stderr=pty, remove=args.rm)
-        stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
-        return runtime.run(name, stdin=stdin, remove=args.rm)
+                with terminal.attached(interactive=args.interactive) as pty:
+                    return runtime.run(name, stdin=pty, stdout=pty, stderr=pty, remove=args.rm)
+            stdin = 0 if args.interactive else os.open(os.devnull, os.O_RDONLY)
+            return runtime.run(name, stdin=stdin, remove=args.rm)
+        finally:
+            if args.rm:
+                _remove_anonymous_volumes(args)
     except (ImageError, ContainerError, process.ProcessError, ValueError) as exc:
         if reserved and args.rm:
             with contextlib.suppress(ContainerError):
                 runtime.delete(name)
+            _remove_anonymous_volumes(args)
         print(f"reconcile: {exc}", file=sys.stderr)
         return 125  # Docker's code for "the engine could not run it"
     except spawn.StartError as exc:
@@ -100,7 +107,7 @@ def _config(
     hostname = args.hostname or name[:63]
     mounts = (
         *etcfiles.write(os.path.join(directory, "etc"), hostname),
-        *(_volume(v) for v in args.volume),
+        *_volumes(args),
         *(_tmpfs(t) for t in args.tmpfs),
     )
     return spawn.Config(
@@ -164,12 +171,59 @@ def _caps(names: list[str]) -> list[str]:
     return out
 
 
-def _volume(text: str) -> spawn.MountSpec:
-    """``-v /host/path:/target[:ro]``; named volumes arrive with the volumes issue."""
-    source, target, *rest = [*text.split(":"), ""]
-    if not source.startswith("/") or not target.startswith("/"):
-        raise ValueError(f"invalid volume {text!r}: use /host/path:/container/path[:ro]")
-    return spawn.MountSpec(target=target, source=source, read_only=rest[0] == "ro")
+def _volumes(args: argparse.Namespace) -> list[spawn.MountSpec]:
+    """``-v NAME:/p[:ro]``, ``-v /host:/p[:ro]`` and ``-v /p`` (anonymous) as docker
+    run takes them: named volumes are made on first use and filled from the image
+    at their first mount; missing bind sources are created, as docker does. The
+    anonymous volumes made are kept in ``args.anonymous_volumes`` (``--rm`` removes
+    them), the ones to mark as filled in ``args.filled_volumes``."""
+    args.anonymous_volumes, args.filled_volumes = [], []
+    if not args.volume:
+        return []
+    from reconciler.volumes.local import LocalVolumes, VolumeError, bind_source, parse_volume_flag
+
+    volumes = LocalVolumes(args.root)
+    mounts = []
+    try:
+        for text in args.volume:
+            flag = parse_volume_flag(text, cwd=os.getcwd())
+            if flag.type == "bind":
+                source = bind_source(flag.source, create=True)
+                mounts.append(spawn.MountSpec(target=flag.target, source=source, read_only=flag.read_only))
+                continue
+            if flag.anonymous:
+                name = volumes.create_anonymous().name
+                args.anonymous_volumes.append(name)
+            else:
+                name = volumes.ensure(flag.source).name
+            copy_up = flag.copy and volumes.copy_up_needed(name)
+            args.filled_volumes.append(name)
+            path = volumes.path(name)
+            mounts.append(spawn.MountSpec(target=flag.target, source=path, read_only=flag.read_only, copy_up=copy_up))
+    except VolumeError as exc:
+        raise ContainerError(str(exc)) from None
+    return mounts
+
+
+def _after_start(args: argparse.Namespace) -> None:
+    """A volume is filled from the image at its first mount only."""
+    if args.filled_volumes:
+        from reconciler.volumes.local import LocalVolumes
+
+        volumes = LocalVolumes(args.root)
+        for name in args.filled_volumes:
+            volumes.mark_copied_up(name)
+
+
+def _remove_anonymous_volumes(args: argparse.Namespace) -> None:
+    """``run --rm`` takes the container's anonymous volumes with it, as docker does."""
+    if getattr(args, "anonymous_volumes", None):
+        from reconciler.volumes.local import LocalVolumes, VolumeError
+
+        volumes = LocalVolumes(args.root)
+        for name in args.anonymous_volumes:
+            with contextlib.suppress(VolumeError):
+                volumes.remove(name)
 
 
 def _tmpfs(text: str) -> spawn.MountSpec:

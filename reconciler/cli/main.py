@@ -190,6 +190,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _image_commands(image_sub.add_parser, engine)  # docker image pull, docker image ls, ...
     _image_commands(sub.add_parser, engine, top_level=True)  # docker pull, docker images, ...
 
+    volume = sub.add_parser("volume", help="manage named volumes (create, ls, inspect, rm, prune)")
+    volume_sub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
+    create = volume_sub.add_parser("create", parents=[engine], help="create a volume (anonymous without a name)")
+    create.add_argument("name", nargs="?")
+    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    volume_sub.add_parser("ls", parents=[engine], help="list volumes").add_argument(
+        "-o", "--output", choices=("text", "json"), default="text"
+    )
+    volume_sub.add_parser("inspect", parents=[engine], help="show volumes as JSON").add_argument("names", nargs="+")
+    remove_volume = volume_sub.add_parser("rm", parents=[engine], help="remove volumes no container uses")
+    remove_volume.add_argument("names", nargs="+")
+    remove_volume.add_argument("-f", "--force", action="store_true", help="a missing volume is no error")
+    volume_sub.add_parser("prune", parents=[engine], help="remove unused anonymous volumes").add_argument(
+        "-a", "--all", action="store_true", help="also unused named volumes"
+    )
+
     run = sub.add_parser("run", parents=[engine], help="run a command in a new container")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits")
     run.add_argument("-d", "--detach", action="store_true", help="run in the background and print its name")
@@ -329,6 +345,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return command
 
+    def volumes(args: argparse.Namespace) -> int:
+        from reconciler.cli import volume_commands
+
+        return volume_commands.volume(args)
+
     def images(function: str) -> Callable[[argparse.Namespace], int]:
         def command(args: argparse.Namespace) -> int:
             from reconciler.cli import image_commands
@@ -343,6 +364,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "plan": plan,
         "schema": schema,
         "image": images("image"),
+        "volume": volumes,
         "pull": images("pull"),
         "push": images("push"),
         "build": images("build"),

@@ -435,25 +435,13 @@ def _mount_user(root: str, mounts: tuple[MountSpec, ...]) -> None:
 
 
 def _copy_up(image_dir: str, volume: str) -> None:
-    """Copy what the image has at a mount point into the empty volume mounted there:
-    modes, owners, times and symlinks kept (the merged overlay view is only visible
-    here, inside the container's mount namespace, before the volume covers it)."""
-    import shutil
+    """Copy what the image has at a mount point into the empty volume mounted there
+    (modes, owners, xattrs, times and symlinks kept). Only here, inside the
+    container's mount namespace before the volume covers it, is the merged overlay
+    view of the image visible."""
+    from reconciler.volumes.local import copy_tree
 
-    def copy(source: str, target: str) -> None:
-        shutil.copy2(source, target, follow_symlinks=False)
-        os.lchown(target, os.lstat(source).st_uid, os.lstat(source).st_gid)
-
-    shutil.copytree(image_dir, volume, symlinks=True, copy_function=copy, dirs_exist_ok=True)
-    for directory, dirs, _files in os.walk(image_dir):
-        relative = os.path.relpath(directory, image_dir)
-        for name in (".", *dirs):
-            source = os.path.normpath(os.path.join(directory, name))
-            info = os.lstat(source)
-            target = os.path.normpath(os.path.join(volume, relative, name))
-            os.lchown(target, info.st_uid, info.st_gid)
-            if not os.path.islink(source):
-                os.chmod(target, info.st_mode & 0o7777)
+    copy_tree(image_dir, volume)
 
 
 def _mask_paths() -> None:

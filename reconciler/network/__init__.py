@@ -1,0 +1,1 @@
+"""Container networking: IPAM, bridges and veths (pyroute2), published ports (nftables), and the embedded DNS."""

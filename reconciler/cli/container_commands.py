@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args, name, directory, image, layers)
         source = {"name": args.image, "id": stored.id, "manifest": stored.manifest_digest}
         runtime.create(name, config, limits, image=source, stop_signal=stop_signal)
+        if _net_mode(args) == "bridge":
+            _attach(args, runtime, name, directory, config.hostname)
         if args.detach:
             runtime.start(name)
             _after_start(args)
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if args.rm:
                 _remove_anonymous_volumes(args)
+                if _net_mode(args) == "bridge":
+                    _detach(args, name)
     except (ImageError, ContainerError, process.ProcessError, ValueError) as exc:
         if reserved and args.rm:
             with contextlib.suppress(ContainerError):
@@ -129,7 +133,7 @@ def _config(
         tty=args.tty,
         host_namespaces=tuple(
             kind
-            for kind, mode in (("net", args.network), ("pid", args.pid), ("ipc", args.ipc), ("uts", args.uts))
+            for kind, mode in (("net", _net_mode(args)), ("pid", args.pid), ("ipc", args.ipc), ("uts", args.uts))
             if mode == "host"
         ),
     )
@@ -307,7 +311,10 @@ def rm(args: argparse.Namespace) -> int:
         try:
             if args.force:
                 runtime.stop(name, grace=0)
+            networks = (runtime.inspect(name).spec or {}).get("networks")
             runtime.delete(name)
+            if networks:
+                _detach(args, name)
             print(name)
         except ContainerError as exc:
             print(f"reconcile: {exc}", file=sys.stderr)
@@ -452,3 +459,70 @@ def _human(size: int) -> str:
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def _net_mode(args: argparse.Namespace) -> str:
+    """``none`` (the default: loopback only), ``host``, or ``bridge`` for named networks.
+
+    Not Docker's default of ``bridge``: wiring a bridge means importing pyroute2
+    (about 145 ms), which ``run`` cannot pay for every container; manifests'
+    containers join the default ``bridge`` network unless they say otherwise."""
+    modes = set(args.network)
+    if modes <= {"none"}:
+        return "none"
+    if "host" in modes or "none" in modes:
+        if len(modes) > 1:
+            raise ValueError("--network none or host cannot be combined with other networks")
+        return "host"
+    return "bridge"
+
+
+def _attach(args: argparse.Namespace, runtime: Runtime, name: str, directory: str, hostname: str) -> None:
+    """Wire the container's network namespace into its networks before it starts,
+    then point its resolv.conf at the embedded DNS and its hosts file at its address.
+    On failure nothing of the container is left (leases, veths, rules, state)."""
+    from reconciler.network.manager import DEFAULT_NETWORK, Attachment, NetworkError, NetworkManager, parse_ports
+
+    manager = NetworkManager(args.root)
+    try:
+        ports = [mapping for text in args.publish for mapping in parse_ports(text)]
+        if DEFAULT_NETWORK in args.network:
+            manager.ensure_default()
+        attachments = [
+            Attachment(network, tuple(args.network_alias), args.ip if index == 0 else None)
+            for index, network in enumerate(dict.fromkeys(args.network))
+        ]
+        handle = runtime.store.path(name, "netns")
+        endpoints = manager.attach(name, handle, attachments, ports)
+        mounts = etcfiles.write(
+            os.path.join(directory, "etc"),
+            hostname,
+            nameservers=manager.nameservers(name),
+            address=str(endpoints[0].address),
+        )
+        assert mounts  # same files, same mounts: the config already has them
+        state = runtime.store.read(name)
+        assert state is not None
+        state.spec["networks"] = [
+            {"network": e.network, "ifname": e.ifname, "address": str(e.address), "mac": e.mac} for e in endpoints
+        ]
+        state.spec["ports"] = args.publish
+        runtime.store.write(state)
+    except (NetworkError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            manager.detach(name)
+        with contextlib.suppress(ContainerError):
+            runtime.delete(name)
+        raise ContainerError(str(exc)) from None
+    finally:
+        manager.close()
+
+
+def _detach(args: argparse.Namespace, name: str) -> None:
+    from reconciler.network.manager import NetworkManager
+
+    manager = NetworkManager(args.root)
+    try:
+        manager.detach(name)
+    finally:
+        manager.close()

@@ -190,6 +190,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _image_commands(image_sub.add_parser, engine)  # docker image pull, docker image ls, ...
     _image_commands(sub.add_parser, engine, top_level=True)  # docker pull, docker images, ...
 
+    network = sub.add_parser("network", help="manage bridge networks (create, ls, inspect, rm, prune)")
+    network_sub = network.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
+    create_network = network_sub.add_parser("create", parents=[engine], help="create a bridge network")
+    create_network.add_argument("name")
+    create_network.add_argument("--subnet", help="e.g. 10.89.0.0/24 (default: the next free block of the pool)")
+    create_network.add_argument("--gateway")
+    create_network.add_argument("--ip-range", help="dynamic addresses only from this range")
+    create_network.add_argument("--internal", action="store_true", help="no route out of the network")
+    create_network.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    network_sub.add_parser("ls", parents=[engine], help="list networks").add_argument(
+        "-o", "--output", choices=("text", "json"), default="text"
+    )
+    network_sub.add_parser("inspect", parents=[engine], help="show networks as JSON").add_argument("names", nargs="+")
+    network_sub.add_parser("rm", parents=[engine], help="remove networks no container uses").add_argument(
+        "names", nargs="+"
+    )
+    network_sub.add_parser("prune", parents=[engine], help="remove every network no container uses")
+
     volume = sub.add_parser("volume", help="manage named volumes (create, ls, inspect, rm, prune)")
     volume_sub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
     create = volume_sub.add_parser("create", parents=[engine], help="create a volume (anonymous without a name)")
@@ -227,9 +245,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--network",
         "--net",
-        choices=("none", "host"),
-        default="none",
-        help="none: only loopback in its own namespace (default); host: the host's network",
+        action="append",
+        default=[],
+        metavar="NETWORK",
+        help="none: only loopback (default); host: the host's; NAME: a bridge network (bridge: the default one)",
+    )
+    run.add_argument("--network-alias", action="append", default=[], metavar="ALIAS", help="another DNS name")
+    run.add_argument("--ip", help="static IPv4 address on the first network")
+    run.add_argument(
+        "-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CONTAINER[/udp]", help="publish a port"
     )
     for kind in ("pid", "ipc", "uts"):
         run.add_argument(
@@ -345,6 +369,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return command
 
+    def networks(args: argparse.Namespace) -> int:
+        from reconciler.cli import network_commands
+
+        return network_commands.network(args)
+
     def volumes(args: argparse.Namespace) -> int:
         from reconciler.cli import volume_commands
 
@@ -365,6 +394,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "schema": schema,
         "image": images("image"),
         "volume": volumes,
+        "network": networks,
         "pull": images("pull"),
         "push": images("push"),
         "build": images("build"),

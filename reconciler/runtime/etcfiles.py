@@ -27,8 +27,17 @@ def resolv_conf(host_text: str) -> str:
     return "\n".join(lines).rstrip() + "\n" if lines else "# no nameserver reachable from the container\n"
 
 
-def write(directory: str, hostname: str, *, host_resolv_conf: str = HOST_RESOLV_CONF) -> tuple[MountSpec, ...]:
-    """Write the three files into ``directory``; the mounts that put them in place."""
+def write(
+    directory: str,
+    hostname: str,
+    *,
+    host_resolv_conf: str = HOST_RESOLV_CONF,
+    nameservers: list[str] | None = None,
+    address: str | None = None,
+) -> tuple[MountSpec, ...]:
+    """Write the three files into ``directory``; the mounts that put them in place.
+    ``nameservers`` (the embedded DNS of the container's networks) replace the
+    host's; ``address`` is the container's own, for its name in /etc/hosts."""
     os.makedirs(directory, exist_ok=True)
     try:
         with open(host_resolv_conf) as handle:
@@ -40,9 +49,11 @@ def write(directory: str, hostname: str, *, host_resolv_conf: str = HOST_RESOLV_
         "hosts": (
             "127.0.0.1\tlocalhost\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"127.0.1.1\t{hostname}\n"  # until the container has a network address of its own
+            f"{address or '127.0.1.1'}\t{hostname}\n"  # 127.0.1.1 without a network address of its own
         ),
-        "resolv.conf": resolv_conf(host_text),
+        "resolv.conf": "".join(f"nameserver {server}\n" for server in nameservers) + "options ndots:0\n"
+        if nameservers
+        else resolv_conf(host_text),
     }
     mounts = []
     for name, text in contents.items():

@@ -445,20 +445,10 @@ def stats(args: argparse.Namespace) -> int:
         return cli.EXIT_OK
     print(f"{'NAME':<24} {'MEM USAGE / LIMIT':>24} {'CPU TIME':>10} {'PIDS':>5}")
     for row in rows:
-        limit_text = _human(row["memory_limit"]) if row["memory_limit"] else "-"
-        memory = f"{_human(row['memory_usage'])} / {limit_text}"
+        limit_text = quantities.human_size(row["memory_limit"]) if row["memory_limit"] else "-"
+        memory = f"{quantities.human_size(row['memory_usage'])} / {limit_text}"
         print(f"{row['name']:<24} {memory:>24} {row['cpu_seconds']:>9.2f}s {row['pids']:>5}")
     return cli.EXIT_OK
-
-
-def _human(size: int) -> str:
-    """``1.5MiB``, as ``docker stats`` shows sizes."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _net_mode(args: argparse.Namespace) -> str:

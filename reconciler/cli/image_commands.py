@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler.cli import main as cli
 from reconciler.images.store import Image, ImageError, ImageStore, normalize
+from reconciler.model import quantities
 from reconciler.runtime.state import StateStore
 
 
@@ -197,19 +198,9 @@ def images(args: argparse.Namespace) -> int:
     print(f"{'REPOSITORY':<40} {'TAG':<16} {'IMAGE ID':<12}  {'CREATED':<22} SIZE")
     for row in rows:
         image_id = row["id"].removeprefix("sha256:")[:12]
-        print(
-            f"{row['repository']:<40} {row['tag']:<16} {image_id:<12}  {_ago(row['created']):<22} {_size(row['size'])}"
-        )
+        size = quantities.human_size(row["size"], binary=False)
+        print(f"{row['repository']:<40} {row['tag']:<16} {image_id:<12}  {_ago(row['created']):<22} {size}")
     return cli.EXIT_OK
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def inspect(args: argparse.Namespace) -> int:

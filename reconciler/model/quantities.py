@@ -147,3 +147,17 @@ def parse_cpus(value: object) -> float:
     if cpus <= 0:  # after rounding: Docker reads NanoCpus 0 as "no limit"
         raise ValueError("cpus must be greater than 0 (at least 0.000000001)")
     return cpus
+
+
+def human_size(size: int, *, binary: bool = True) -> str:
+    """A size for people, as docker shows them: ``1.5MiB`` (``docker stats``, powers of
+    1024) or ``2.14MB`` (``docker images``, powers of 1000)."""
+    step, units = (1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary else (1000, ("B", "kB", "MB", "GB", "TB"))
+    value = float(size)
+    for unit in units:
+        if value < step or unit == units[-1]:
+            if unit == "B":
+                return f"{value:.0f}B"
+            return f"{value:.1f}{unit}" if binary else f"{value:.3g}{unit}"
+        value /= step
+    raise AssertionError("unreachable")

@@ -138,7 +138,7 @@ class Root:
 
     def match(self, pattern: str) -> list[str]:
         """The paths (relative to the root, sorted) that ``pattern`` names; errors when none."""
-        parts = _components(pattern, confined=self.confined)
+        parts = components(pattern, confined=self.confined)
         if parts is None:
             raise SourceError(f"{pattern}: forbidden path outside {self.label}")
         if not any(has_wildcards(part) for part in parts):
@@ -247,7 +247,7 @@ def listing_key(sources: list[Source]) -> list[object]:
     return [[source.rel, source.archive, [entry.signature() for entry in source.entries]] for source in sources]
 
 
-def _components(pattern: str, *, confined: bool) -> list[str] | None:
+def components(pattern: str, *, confined: bool) -> list[str] | None:
     """The path's components, ``.`` and ``..`` resolved lexically; None when ``..`` leaves
     a confined root (an image root clamps at its ``/``, as a path lookup would)."""
     parts: list[str] = []

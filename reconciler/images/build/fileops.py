@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from reconciler.images.build.context import Entry, Source, open_archive
+from reconciler.images.build.context import Entry, Source, components, open_archive
 from reconciler.runtime import rootfs_path
 
 _CHUNK = 1 << 20
@@ -253,17 +253,7 @@ _MEMBER_KINDS = {
 
 def _member_parts(name: str) -> list[str] | None:
     """An archive name's components (leading ``/`` dropped, ``..`` resolved); None if it climbs out."""
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part != "..":
-            parts.append(part)
-        elif parts:
-            parts.pop()
-        else:
-            return None
-    return parts
+    return components(name, confined=True)
 
 
 def make_workdir(root: str, path: str, owner: tuple[int, int]) -> None:

@@ -107,6 +107,34 @@ def ours(directory: str, count: int) -> list[tuple[str, list[float]]]:
             raise SystemExit(f"links with prefix {prefix} are left behind")
 
 
+def manager_attach(directory: str, count: int) -> list[tuple[str, list[float]]]:
+    """The whole attach as ``run --network`` does it: IPAM lease (SQLite), veth,
+    address, routes, endpoint row (what the DNS answers from); and its detach."""
+    from reconciler.network.manager import Attachment, NetworkManager
+
+    root = os.path.join(directory, "manager-root")
+    manager = NetworkManager(root)
+    handles = []
+    try:
+        manager.create("benchnet", subnet="10.213.81.0/24")
+        for i in range(count):
+            handles.append(os.path.join(directory, f"m{i}.netns"))
+            netns.create(handles[-1])
+        attach = [timed(partial(manager.attach, f"c{i}", handles[i], [Attachment("benchnet")])) for i in range(count)]
+        detach = [timed(partial(manager.detach, f"c{i}")) for i in range(count)]
+        return [
+            (f"NetworkManager.attach (lease + veth + address + route + DNS row), {count} containers", attach),
+            ("NetworkManager.detach", detach),
+        ]
+    finally:
+        for i in range(count):
+            manager.detach(f"c{i}")
+        manager.remove("benchnet")
+        manager.close()
+        for path in handles:
+            netns.remove(path)
+
+
 def podman(runs: int) -> list[tuple[str, list[float]]]:
     """podman run --rm with and without its bridge network, when peers.sh set it up."""
     if not shutil.which("podman") or not os.path.exists(os.path.join(PODMAN_DIR, "containers.conf")):
@@ -143,6 +171,7 @@ def main() -> None:
         raise SystemExit("--count: 1-120 (two namespaces each, in one /24)")
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as directory:
         rows = ours(directory, args.count)
+        rows += manager_attach(directory, args.count)
     rows += podman(args.podman_runs)
     print("| what | median | p95 |")
     print("|---|---:|---:|")

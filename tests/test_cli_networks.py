@@ -112,6 +112,50 @@ def test_containers_reach_each_other_by_name_and_other_networks_cannot(net: dict
     assert "hello-web" not in other.stdout and web_ip not in other.stdout  # no name, no route through
     routes = reconcile(net, "run", "--rm", "--network", "sealed", "net:1", "ip", "route")
     assert routes.returncode == 0 and "default" not in routes.stdout and "10.213.93.0/24" in routes.stdout
+    # the issue's own check: busybox wget to busybox httpd, by container name
+    site = Path(net["RECONCILE_ROOT"]).parent / "www"
+    site.mkdir()
+    (site / "index.html").write_text("<p>served by httpd</p>\n")
+    started = reconcile(
+        net,
+        "run",
+        "-d",
+        "--name",
+        "httpd",
+        "--network",
+        "front",
+        "-v",
+        f"{site}:/www:ro",
+        "net:1",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    )
+    assert started.returncode == 0, started.stderr
+    fetched = ""
+    for _ in range(50):  # httpd binds a moment after it starts
+        fetched = reconcile(
+            net,
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "net:1",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://httpd/index.html",
+        ).stdout
+        if fetched:
+            break
+        time.sleep(0.1)
+    assert fetched == "<p>served by httpd</p>\n"
     in_use = reconcile(net, "network", "rm", "front")
     assert in_use.returncode == 1 and "web" in in_use.stderr
 

@@ -438,3 +438,12 @@ def test_stop_sends_the_recorded_stop_signal_first(runtime: Runtime, rootfs: Pat
     assert runtime.stop("quits", grace=30).exit_code == 42  # SIGTERM would be ignored: 137 after the grace
     with pytest.raises(ContainerError, match="unknown signal"):
         runtime.create("bad", config(rootfs, "true"), stop_signal="SIGNOPE")
+
+
+def test_nothing_of_the_engine_stays_open_in_a_container(runtime: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    # an init never execs, so close-on-exec alone would leave it the engine's files
+    with open(tmp_path / "engine-lock", "w"):
+        runtime.create("fds", config(rootfs, "exec sleep 60")._replace(init=True))
+        state = runtime.start("fds")
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{state.pid}/fd")) == [0, 1, 2]
+    runtime.stop("fds", grace=0)

@@ -1252,6 +1252,14 @@ def test_empty_directory(root: Path) -> None:
     assert error.message == "no manifests found (*.yaml or *.yml files)"
 
 
+def test_a_stack_file_alone_declares_an_empty_stack(root: Path) -> None:
+    from reconciler.manifests.loader import load_directory
+
+    write(root, {"stack.yaml": "name: gone\n"})
+    desired = load_directory(str(root))
+    assert (desired.stack, desired.objects) == ("gone", [])
+
+
 def test_directory_with_only_non_yaml_files(root: Path) -> None:
     write(
         root,

@@ -307,6 +307,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     rm.add_argument("names", nargs="+")
     rm.add_argument("-f", "--force", action="store_true", help="stop running ones first")
 
+    apply = sub.add_parser(
+        "apply", parents=[common, engine], help="one pass: make the host match DIR (also: reconcile --once DIR)"
+    )
+    _manifests_arg(apply)
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    apply.add_argument("--no-prune", dest="prune", action="store_false", help="keep objects no longer listed")
+    apply.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
+    apply.add_argument("--no-wait", action="store_true", help="fail at once if another pass holds the root")
+
     schema = sub.add_parser("schema", parents=[common], help="print or write the JSON Schemas of the manifest kinds")
     schema.add_argument("name", nargs="?", default="manifest", help="which schema to print (default: manifest)")
     schema.add_argument("--write", action="store_true", help="write every schema into --dir")
@@ -317,6 +326,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["--once"]:  # `reconcile --once DIR`: the CI spelling of one apply pass
+        arguments = ["apply", *arguments[1:]]
     only = _subcommand(arguments)
     parser = build_parser(only if only in _commands() else None)  # an unknown one: list every choice
     args = parser.parse_args(arguments)
@@ -369,6 +380,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return command
 
+    def apply_once(args: argparse.Namespace) -> int:
+        from reconciler.control import once
+
+        return once.run(args)
+
     def networks(args: argparse.Namespace) -> int:
         from reconciler.cli import network_commands
 
@@ -394,6 +410,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "schema": schema,
         "image": images("image"),
         "volume": volumes,
+        "apply": apply_once,
         "network": networks,
         "pull": images("pull"),
         "push": images("push"),

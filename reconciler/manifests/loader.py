@@ -100,9 +100,11 @@ def read_directory(directory: str, *, stack: str | None = None) -> Loaded:
             loaded.errors.append(ManifestError(path, 0, 0, None, None, problem))
             continue
         _read_file(path, loaded)
-    if not found:
+    if not found and not os.path.isfile(os.path.join(directory, STACK_FILE)):
+        # an empty directory is most likely a mistake; a stack.yaml alone says "this
+        # stack has no objects now", which is how a whole stack is taken down
         loaded.errors.append(ManifestError(directory, 0, 0, None, None, "no manifests found (*.yaml or *.yml files)"))
-    elif not loaded.documents and not loaded.all_errors():
+    elif found and not loaded.documents and not loaded.all_errors():
         loaded.errors.append(ManifestError(directory, 0, 0, None, None, "the manifest files hold no documents"))
     return loaded
 

@@ -57,6 +57,9 @@ MASKED_PATHS = (
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
+#: Above any descriptor an engine process has open (closerange uses close_range(2)).
+MAX_FD = 1 << 20
+
 #: Character devices every container gets: (name, major, minor).
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
 
@@ -315,6 +318,11 @@ def _redirect(stdio: tuple[int, int, int]) -> None:
 
 def _container(config: Config, report: int, stdio: tuple[int, int, int]) -> None:
     _redirect(stdio)
+    # Nothing of the engine's stays open in the container: exec would close what is
+    # close-on-exec, but an init (--init) never execs, and it would keep the engine's
+    # lock file, database and pipes for the container's whole life.
+    os.closerange(3, report)
+    os.closerange(report + 1, MAX_FD)
     if config.netns is None and "net" not in config.host_namespaces:
         linux.loopback_up()  # a namespace of its own, made just now: lo starts down
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)

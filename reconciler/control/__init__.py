@@ -1,0 +1,1 @@
+"""The declarative path: observe what exists, plan (the pure planner), apply, record."""

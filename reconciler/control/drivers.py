@@ -1,0 +1,259 @@
+"""One driver per kind: how a manifest object is made, updated and removed on this
+host, through the runtime, image store, network manager and volume driver.
+
+Each returns the digest to record (an Image's manifest digest, the image digest a
+Container runs) or None. Errors are raised as they are; the applier decides what
+is transient. Services are not driven yet (their controller comes with rolling
+updates): applying one fails with that reason and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any
+
+from reconciler.images import resolve
+from reconciler.images.store import ImageConfig, ImageError, ImageStore
+from reconciler.model.container import BindMount, Container, ContainerSpec, VolumeMount
+from reconciler.model.image import Image
+from reconciler.model.manifest import ManifestObject
+from reconciler.model.network import Network
+from reconciler.model.ownership import STACK
+from reconciler.model.volume import Volume
+from reconciler.network.manager import DEFAULT_NETWORK, Attachment, NetworkManager, PortMapping
+from reconciler.runtime import cgroups, etcfiles, linux, process, spawn
+from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.volumes.local import LocalVolumes, VolumeNotFoundError, bind_source
+
+
+class DriverError(Exception):
+    pass
+
+
+class Drivers:
+    def __init__(
+        self,
+        *,
+        stack: str,
+        runtime: Runtime,
+        images: ImageStore,
+        networks: NetworkManager,
+        volumes: LocalVolumes,
+        desired_images: dict[str, Image],
+    ) -> None:
+        self.stack = stack
+        self.runtime = runtime
+        self.images = images
+        self.networks = networks
+        self.volumes = volumes
+        self.desired_images = desired_images  # Image objects of the stack, by name
+
+    # --- dispatch ---------------------------------------------------------
+
+    def create(self, obj: ManifestObject) -> str | None:
+        if isinstance(obj, Image):
+            return resolve.ensure(
+                self.images, obj, base_dir="/", cgroup_parent=self.runtime.cgroup_parent
+            ).manifest_digest
+        if isinstance(obj, Network):
+            spec = obj.spec
+            self.networks.create(
+                obj.metadata.name,
+                subnet=str(spec.subnet) if spec.subnet else None,
+                gateway=str(spec.gateway) if spec.gateway else None,
+                ip_range=str(spec.ip_range) if spec.ip_range else None,
+                internal=spec.internal,
+                mtu=spec.mtu or 1500,
+                labels={**obj.metadata.labels, STACK: self.stack},
+            )
+            return None
+        if isinstance(obj, Volume):
+            labels = {**obj.metadata.labels, STACK: self.stack}
+            self.volumes.create(obj.metadata.name, labels=labels, retain=obj.spec.retain_policy)
+            return None
+        if isinstance(obj, Container):
+            return self._create_container(obj)
+        raise DriverError(f"{obj.kind.lower()}/{obj.metadata.name}: services are not applied yet")
+
+    def update(self, obj: ManifestObject) -> str | None:
+        """In place: an image re-resolved; a container's limits; labels and policies
+        (recorded only: the planner said nothing else changed)."""
+        if isinstance(obj, Image):
+            return self.create(obj)
+        if isinstance(obj, Container):
+            cgroups.new_cgroup(obj.metadata.name, parent=self.runtime.cgroup_parent).set(_limits(obj.spec))
+            return self._image_digest(obj.spec.image)
+        if isinstance(obj, Network | Volume):
+            return None
+        raise DriverError(f"{obj.kind.lower()}/{obj.metadata.name}: services are not applied yet")
+
+    def delete(self, kind: str, name: str, manifest: dict[str, Any] | None) -> None:
+        if kind == "Container":
+            grace = float((manifest or {}).get("spec", {}).get("stop_grace_period", 10.0))
+            try:
+                self.runtime.stop(name, grace=grace)
+                self.runtime.delete(name)
+            except ContainerError as exc:
+                if "no such container" not in str(exc):
+                    raise
+            self.networks.detach(name)
+        elif kind == "Network":
+            self.networks.remove(name)
+        elif kind == "Volume":
+            with contextlib.suppress(VolumeNotFoundError):
+                self.volumes.remove(name)
+        elif kind == "Image":
+            spec = (manifest or {}).get("spec", {})
+            reference = spec.get("pull") or spec.get("tag") or f"{name}:latest"
+            with contextlib.suppress(ImageError):  # already gone: nothing to do
+                self.images.untag(reference)
+
+    # --- containers -------------------------------------------------------
+
+    def _image_reference(self, image: str) -> str:
+        obj = self.desired_images.get(image)
+        return resolve.local_reference(obj) if obj is not None else image
+
+    def _image_digest(self, image: str) -> str:
+        return self.images.resolve(self._image_reference(image))
+
+    def _create_container(self, obj: Container) -> str:
+        name, spec = obj.metadata.name, obj.spec
+        reference = self._image_reference(spec.image)
+        stored = self.images.image(reference, verify=False)
+        image = ImageConfig.from_document(stored.config)
+        layers = self.images.lower_dirs(stored)
+        # a container killed by hand or whose start failed earlier: make it afresh
+        if self.runtime.store.read(name) is not None:
+            self.delete("Container", name, None)
+        directory = self.runtime.reserve(name)
+        try:
+            config = _config(name, directory, spec, image, layers, self.volumes)
+            source = {"name": reference, "id": stored.id, "manifest": stored.manifest_digest}
+            self.runtime.create(
+                name, config, _limits(spec), image=source, stop_signal=spec.stop_signal or image.stop_signal
+            )
+            if spec.network_mode == "bridge":
+                self._attach(obj, directory, config.hostname)
+            self.runtime.start(name)
+        except BaseException:
+            self.delete("Container", name, None)
+            raise
+        return stored.manifest_digest
+
+    def _attach(self, obj: Container, directory: str, hostname: str) -> None:
+        name, spec = obj.metadata.name, obj.spec
+        if spec.networks:
+            attachments = [
+                Attachment(net, tuple(a.aliases), str(a.ipv4_address) if a.ipv4_address else None)
+                for net, a in spec.networks.items()
+            ]
+        else:
+            self.networks.ensure_default()
+            attachments = [Attachment(DEFAULT_NETWORK)]
+        ports = [
+            PortMapping(p.host_port or _free_port(p.protocol), p.container_port, p.protocol, p.host_ip)
+            for p in spec.ports
+        ]
+        endpoints = self.networks.attach(name, self.runtime.store.path(name, "netns"), attachments, ports)
+        etcfiles.write(
+            os.path.join(directory, "etc"),
+            hostname,
+            nameservers=self.networks.nameservers(name),
+            address=str(endpoints[0].address),
+        )
+
+
+def _free_port(protocol: str) -> int:
+    """An ephemeral host port for a mapping that names none (as docker's ``-p 80``)."""
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("0.0.0.0", 0))
+        return int(probe.getsockname()[1])
+
+
+def _limits(spec: ContainerSpec) -> cgroups.Limits:
+    r = spec.resources
+    return cgroups.Limits(
+        memory=r.memory,
+        memory_swap=r.memory_swap,
+        memory_reservation=r.memory_reservation,
+        cpus=r.cpus,
+        cpu_shares=r.cpu_shares,
+        cpuset=r.cpuset,
+        pids=r.pids,
+    )
+
+
+def _config(
+    name: str, directory: str, spec: ContainerSpec, image: ImageConfig, layers: tuple[str, ...], volumes: LocalVolumes
+) -> spawn.Config:
+    """The container's process and filesystem from its spec and its image, merged as
+    Docker merges them."""
+    user = process.resolve_user(layers[0], spec.user or image.user, group_add=[str(g) for g in spec.group_add])
+    argv = process.argv(
+        image_entrypoint=image.entrypoint,
+        image_cmd=image.cmd,
+        entrypoint=_command(spec.entrypoint),
+        command=_command(spec.command),
+    )
+    overlay_dirs = [os.path.join(directory, d) for d in ("upper", "work", "rootfs")]
+    for path in overlay_dirs:
+        os.makedirs(path)
+    os.chmod(overlay_dirs[2], 0o755)
+    hostname = spec.hostname or name[:63]
+    mounts: list[spawn.MountSpec] = list(etcfiles.write(os.path.join(directory, "etc"), hostname))
+    for mount in spec.volumes:
+        if isinstance(mount, VolumeMount):
+            volumes.ensure(mount.source)
+            fill = volumes.copy_up_needed(mount.source)
+            source = volumes.path(mount.source)
+            if mount.subpath:
+                source = os.path.join(source, mount.subpath)
+                os.makedirs(source, exist_ok=True)
+            mounts.append(spawn.MountSpec(mount.target, source=source, read_only=mount.read_only, copy_up=fill))
+            if fill:
+                volumes.mark_copied_up(mount.source)
+        elif isinstance(mount, BindMount):
+            source = bind_source(mount.source, create=mount.create)
+            mounts.append(spawn.MountSpec(mount.target, source=source, read_only=mount.read_only))
+    for tmpfs in spec.tmpfs:
+        options = ",".join(
+            part
+            for part in (f"size={tmpfs.size}" if tmpfs.size else "", f"mode={tmpfs.mode:o}" if tmpfs.mode else "")
+            if part
+        )
+        mounts.append(spawn.MountSpec(tmpfs.target, type="tmpfs", options=options))
+    host = tuple(
+        kind for kind, mode in (("net", spec.network_mode), ("pid", spec.pid), ("ipc", spec.ipc)) if mode == "host"
+    )
+    env = {key: str(value) for key, value in spec.env.items()}
+    return spawn.Config(
+        rootfs=overlay_dirs[2],
+        argv=argv,
+        env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
+        hostname=hostname,
+        cwd=spec.working_dir or image.working_dir,
+        uid=user.uid,
+        gid=user.gid,
+        groups=user.groups,
+        capabilities=process.capabilities(
+            add=list(spec.cap_add), drop=list(spec.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
+        ),
+        read_only=spec.read_only,
+        overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
+        mounts=tuple(mounts),
+        init=spec.init,
+        host_namespaces=host,
+    )
+
+
+def _command(value: Any) -> list[str] | None:
+    """A Command field (list, or a shell string run with ``/bin/sh -c``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return ["/bin/sh", "-c", value]
+    return [str(part) for part in value]

@@ -1,0 +1,122 @@
+"""``reconcile --once DIR``: one pass of observe → plan → apply, for CI.
+
+Exit codes (stable): 0 converged and nothing changed; 2 converged after applying
+changes; 1 failed (invalid manifests, a conflict, an action that failed). With
+``--dry-run`` nothing is touched (no pulls, no builds) and the code says whether
+there would be changes (2) or not (0).
+
+Two passes on one root never interleave: ``ROOT/reconcile.lock`` is held for the
+whole pass; a second one waits, saying so, or fails at once with ``--no-wait``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from reconciler.cli import main as cli
+
+if TYPE_CHECKING:
+    from reconciler.control.apply import Result
+    from reconciler.model.plan import Plan
+
+EXIT_CHANGED = 2
+
+
+@contextlib.contextmanager
+def root_lock(root: str, *, wait: bool) -> Iterator[None]:
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "reconcile.lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise
+            print(f"reconcile: another pass holds {root}/reconcile.lock; waiting", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli.manifest_commands import _load
+    from reconciler.control import apply, drivers, observe
+    from reconciler.images import resolve
+    from reconciler.images.store import ImageStore
+    from reconciler.model.image import Image
+    from reconciler.network.manager import NetworkManager
+    from reconciler.plan import plan as make_plan
+    from reconciler.runtime.containers import Runtime
+    from reconciler.volumes.local import LocalVolumes
+
+    desired = _load(args)
+    if desired is None:
+        return cli.EXIT_FAILED
+    started = time.monotonic()
+    try:
+        with root_lock(args.root, wait=not args.no_wait):
+            images = ImageStore(args.root)
+            image_objects = {o.metadata.name: o for o in desired.objects if isinstance(o, Image)}
+            desired.image_digests.update(resolve.digests(images, image_objects.values()))
+            runtime = Runtime(args.root, cgroup_parent=args.cgroup_parent)
+            networks = NetworkManager(args.root)
+            volumes = LocalVolumes(args.root)
+            try:
+                observed = observe.observe(networks.db, runtime, networks, volumes, images)
+                plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
+                if args.dry_run:
+                    return _report(args, plan, None, started)
+                kinds = drivers.Drivers(
+                    stack=desired.stack,
+                    runtime=runtime,
+                    images=images,
+                    networks=networks,
+                    volumes=volumes,
+                    desired_images=image_objects,
+                )
+                show = None if args.output == "json" else _line
+                results = apply.Applier(kinds, networks.db, report=show).apply(plan, desired, observed)
+                return _report(args, plan, results, started)
+            finally:
+                networks.close()
+    except BlockingIOError:
+        print(f"reconcile: another pass holds {args.root}/reconcile.lock (--no-wait)", file=sys.stderr)
+        return cli.EXIT_FAILED
+
+
+def _line(result: Result) -> None:
+    print(f"{result.key}: {result.outcome}" + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
+
+
+def _report(args: argparse.Namespace, plan: Plan, results: list[Result] | None, started: float) -> int:
+    failed = [r for r in results or [] if r.outcome in ("failed", "skipped", "conflict")]
+    changed = plan.has_changes if results is None else any(r.outcome != "unchanged" for r in results)
+    if args.output == "json":
+        document = {
+            "stack": plan.stack,
+            "dry_run": results is None,
+            "plan": json.loads(plan.model_dump_json()),
+            "results": [r._asdict() for r in results or []],
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        print(json.dumps(document, indent=2))
+    elif results is None:
+        from reconciler.cli.render import plan_text
+        from reconciler.cli.style import stdout_style
+
+        print(plan_text(plan, stdout_style(args.color), verbose=False))
+    else:
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to do"
+        print(f"stack {plan.stack}: {summary} in {time.monotonic() - started:.2f}s")
+    if plan.has_conflicts or failed:
+        return cli.EXIT_FAILED
+    return EXIT_CHANGED if changed else cli.EXIT_OK

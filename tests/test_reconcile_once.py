@@ -1,0 +1,181 @@
+"""`reconcile --once DIR` end to end (root, real kernel): a stack of an image, a
+network, a volume and two containers converges (exit 2), a second pass does nothing
+(exit 0), --dry-run touches nothing, a changed container is recreated with its
+volume's data kept, a container killed by hand is healed, what the manifests drop
+is pruned, and taking the whole stack down leaves the host clean."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
+from tests.test_cli_containers import engine as engine  # a fixture, used by name
+
+pytestmark = pytest.mark.requires_root
+
+
+def our_links() -> set[str]:
+    return {name for name in os.listdir("/sys/class/net") if name.startswith(("rc-", "rv"))}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ask(port: int) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(b"\n")
+                return connection.makefile().readline()
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def write_stack(directory: Path, tarball: Path, port: int, *, worker: str = "3600", with_worker: bool = True) -> None:
+    directory.mkdir(exist_ok=True)
+    shutil.copy(tarball, directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: shop\n")
+    objects = f"""
+apiVersion: reconcile/v1
+kind: Image
+metadata: {{name: base}}
+spec: {{import: {{path: base.tar}}, tag: "shop-base:1"}}
+---
+apiVersion: reconcile/v1
+kind: Network
+metadata: {{name: shopnet}}
+spec: {{subnet: 10.213.101.0/24}}
+---
+apiVersion: reconcile/v1
+kind: Volume
+metadata: {{name: shopdata}}
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {{name: shopweb}}
+spec:
+  image: base
+  init: true
+  stop_grace_period: 1s
+  command: ["sh", "-c", "test -f /data/first || date > /data/first; while true; do cat /data/first | nc -l -p 80; done"]
+  networks: [shopnet]
+  ports: ["{port}:80"]
+  volumes: ["shopdata:/data"]
+"""
+    if with_worker:
+        objects += f"""---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {{name: shopworker}}
+spec:
+  image: base
+  init: true
+  stop_grace_period: 1s
+  command: ["sleep", "{worker}"]
+  networks: [shopnet]
+"""
+    (directory / "objects.yaml").write_text(objects)
+
+
+def once(env: dict[str, str], directory: Path, *flags: str) -> tuple[int, dict[str, str]]:
+    result = reconcile(env, "--once", str(directory), "-o", "json", *flags)
+    if not result.stdout.strip():
+        return result.returncode, {"error": result.stderr}
+    report = json.loads(result.stdout)
+    return result.returncode, {r["key"]: r["outcome"] for r in report["results"]}
+
+
+def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path: Path) -> None:
+    links_before = our_links()
+    root = Path(engine["RECONCILE_ROOT"])
+    tarball = busybox_tarball(tmp_path / "busybox.tar")
+    with tarfile.open(tarball, "a") as archive:
+        for applet in ("nc", "date", "test"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+    port = free_port()
+    stack = tmp_path / "stack"
+    write_stack(stack, tarball, port)
+    try:
+        code, _ = once(engine, stack, "--dry-run")
+        assert code == 2 and reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"  # nothing touched
+        code, results = once(engine, stack)
+        assert code == 2 and set(results.values()) == {"created"}, results
+        first = ask(port)
+        assert first.strip()
+        code, results = once(engine, stack)
+        assert code == 0 and set(results.values()) == {"unchanged"}, results
+
+        # drift: a container killed by hand comes back on the next pass
+        assert reconcile(engine, "kill", "shopworker").returncode == 0
+        time.sleep(0.3)
+        code, results = once(engine, stack)
+        assert code == 2 and results["container/shopworker"] == "created", results
+
+        # a changed spec: dry-run changes nothing, the pass recreates; the volume keeps its data
+        write_stack(stack, tarball, port, worker="3601")
+        code, results = once(engine, stack, "--dry-run")
+        running = json.loads(reconcile(engine, "inspect", "shopworker").stdout)[0]["Args"]
+        assert code == 2 and running[-1] == "3600"
+        code, results = once(engine, stack)
+        assert (
+            code == 2 and results["container/shopworker"] == "recreated" and results["container/shopweb"] == "unchanged"
+        )
+        assert ask(port) == first  # the web container and its volume's first line are untouched
+
+        # dropped from the manifests: pruned
+        write_stack(stack, tarball, port, with_worker=False)
+        code, results = once(engine, stack)
+        assert code == 2 and results["container/shopworker"] == "deleted", results
+        assert "shopworker" not in reconcile(engine, "ps", "-a").stdout
+    finally:
+        for name in ("objects.yaml", "base.tar"):
+            (stack / name).unlink(missing_ok=True)
+        code, results = once(engine, stack, "--prune-volumes")  # a stack.yaml alone: the stack goes away
+    assert code == 2 and set(results.values()) == {"deleted"}, results
+    assert our_links() == links_before
+    assert json.loads(reconcile(engine, "volume", "ls", "-o", "json").stdout) == []
+    assert reconcile(engine, "network", "ls", "-o", "json").stdout.strip() == "[]"
+    assert_no_mounts_under(root)
+    assert not (root / "dns.pid").exists()
+
+
+def test_invalid_manifests_a_held_lock_and_services_fail_clearly(engine: dict[str, str], tmp_path: Path) -> None:
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / "stack.yaml").write_text("name: bad\n")
+    (stack / "objects.yaml").write_text("apiVersion: reconcile/v1\nkind: Container\nmetadata: {name: x}\nspec: {}\n")
+    result = reconcile(engine, "--once", str(stack))
+    assert result.returncode == 1 and "nothing applied" in result.stderr
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+
+    (stack / "objects.yaml").write_text(
+        "apiVersion: reconcile/v1\nkind: Service\nmetadata: {name: api}\n"
+        "spec: {replicas: 1, template: {image: 'busybox:1', command: [sleep, '1']}}\n"
+    )
+    root = Path(engine["RECONCILE_ROOT"])
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "reconcile.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        busy = reconcile(engine, "--once", str(stack), "--no-wait")
+        assert busy.returncode == 1 and "reconcile.lock" in busy.stderr
+    code, results = once(engine, stack)
+    assert code == 1 and results == {"service/api": "failed"}
+    failed = reconcile(engine, "--once", str(stack))
+    assert "services are not applied yet" in failed.stderr

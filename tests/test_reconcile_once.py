@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -112,6 +113,10 @@ def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path:
     port = free_port()
     stack = tmp_path / "stack"
     write_stack(stack, tarball, port)
+    # the manifests as a git checkout: status shows the commit each object came from
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
+        subprocess.run(["git", *command], cwd=stack, check=True, capture_output=True)
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=stack, capture_output=True, text=True).stdout.strip()
     try:
         code, _ = once(engine, stack, "--dry-run")
         assert code == 2 and reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"  # nothing touched
@@ -121,6 +126,11 @@ def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path:
         assert first.strip()
         code, results = once(engine, stack)
         assert code == 0 and set(results.values()) == {"unchanged"}, results
+        status = {row["key"]: row for row in json.loads(reconcile(engine, "status", "-o", "json").stdout)}
+        assert status["container/shopweb"]["actual"] == "running" and status["volume/shopdata"]["actual"] == "present"
+        assert status["container/shopweb"]["revision"] == revision and status["image/base"]["digest"]
+        logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
+        assert {(e["key"], e["outcome"]) for e in logged} >= {("container/shopweb", "created")}
 
         # drift: a container killed by hand comes back on the next pass
         assert reconcile(engine, "kill", "shopworker").returncode == 0
@@ -177,5 +187,8 @@ def test_invalid_manifests_a_held_lock_and_services_fail_clearly(engine: dict[st
         assert busy.returncode == 1 and "reconcile.lock" in busy.stderr
     code, results = once(engine, stack)
     assert code == 1 and results == {"service/api": "failed"}
+    status = json.loads(reconcile(engine, "status", "-o", "json").stdout)
+    assert [(r["key"], r["actual"]) for r in status] == [("service/api", "missing")]
+    assert "services are not applied yet" in status[0]["last_error"]
     failed = reconcile(engine, "--once", str(stack))
     assert "services are not applied yet" in failed.stderr

@@ -316,6 +316,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     apply.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
     apply.add_argument("--no-wait", action="store_true", help="fail at once if another pass holds the root")
 
+    agent = sub.add_parser("agent", parents=[common, engine], help="keep the host matching DIR: watch, resync, heal")
+    _manifests_arg(agent)
+    agent.add_argument("--resync", type=float, default=30.0, help="seconds between passes without changes (default 30)")
+    agent.add_argument("--debounce", type=int, default=400, help="milliseconds of quiet before a change is acted on")
+    agent.add_argument("--no-prune", dest="prune", action="store_false", help="keep objects no longer listed")
+    agent.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
+
+    status = sub.add_parser("status", parents=[engine], help="what was applied, what exists now, last errors")
+    status.add_argument("--stack", help="only this stack")
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    events = sub.add_parser("events", parents=[engine], help="the log of every action of the reconcile loop")
+    events.add_argument("-f", "--follow", action="store_true")
+    events.add_argument("--since", help="a duration ago (10m) or seconds since the epoch")
+    events.add_argument("-o", "--output", choices=("text", "json"), default="text")
+
     schema = sub.add_parser("schema", parents=[common], help="print or write the JSON Schemas of the manifest kinds")
     schema.add_argument("name", nargs="?", default="manifest", help="which schema to print (default: manifest)")
     schema.add_argument("--write", action="store_true", help="write every schema into --dir")
@@ -380,6 +395,21 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return command
 
+    def loop_status(function: str) -> Callable[[argparse.Namespace], int]:
+        def command(args: argparse.Namespace) -> int:
+            from reconciler.cli import status_commands
+
+            handler: Callable[[argparse.Namespace], int] = getattr(status_commands, function)
+            return handler(args)
+
+        return command
+
+    def agent(args: argparse.Namespace) -> int:
+        from reconciler.control import agent as host_agent
+
+        gc.enable()  # long-running: collect cycles
+        return host_agent.run(args)
+
     def apply_once(args: argparse.Namespace) -> int:
         from reconciler.control import once
 
@@ -411,6 +441,9 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "image": images("image"),
         "volume": volumes,
         "apply": apply_once,
+        "agent": agent,
+        "status": loop_status("status"),
+        "events": loop_status("show_events"),
         "network": networks,
         "pull": images("pull"),
         "push": images("push"),

@@ -55,7 +55,9 @@ class Applier:
         attempts: int = 3,
         backoff: float = 0.5,
         report: Callable[[Result], None] | None = None,
+        revision: str | None = None,
     ) -> None:
+        self.revision = revision
         self.drivers = drivers
         self.db = db
         self.parallelism = parallelism
@@ -126,7 +128,12 @@ class Applier:
         except NetworkError as exc:
             raise DriverError(str(exc)) from None
         record = ObjectRecord(
-            kind=kind, name=name, stack=self.drivers.stack, manifest=canonical(obj), digest=digest or ""
+            kind=kind,
+            name=name,
+            stack=self.drivers.stack,
+            manifest=canonical(obj),
+            digest=digest or "",
+            status={"revision": self.revision} if self.revision else {},
         )
         with self.db.transaction():
             self.db.put_object(record)

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from reconciler.cli import main as cli
@@ -45,8 +45,15 @@ def root_lock(root: str, *, wait: bool) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``reconcile --once``: one pass, reported; its exit code."""
+    return one_pass(args, report=True)
+
+
+def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Result], None] | None = None) -> int:
+    """Load, lock, observe, plan, apply. ``report`` prints the plan or results table;
+    ``on_result`` hears of each object as it is done (the agent logs them)."""
     from reconciler.cli.manifest_commands import _load
-    from reconciler.control import apply, drivers, observe
+    from reconciler.control import apply, drivers, events, observe
     from reconciler.images import resolve
     from reconciler.images.store import ImageStore
     from reconciler.model.image import Image
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 observed = observe.observe(networks.db, runtime, networks, volumes, images)
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
-                    return _report(args, plan, None, started)
+                    return _report(args, plan, None, started, show=report)
                 kinds = drivers.Drivers(
                     stack=desired.stack,
                     runtime=runtime,
@@ -80,9 +87,25 @@ def run(args: argparse.Namespace) -> int:
                     volumes=volumes,
                     desired_images=image_objects,
                 )
-                show = None if args.output == "json" else _line
-                results = apply.Applier(kinds, networks.db, report=show).apply(plan, desired, observed)
-                return _report(args, plan, results, started)
+                show = on_result or (None if args.output == "json" else _line)
+                revision = manifest_revision(args.directory)
+
+                def record(result: Result) -> None:
+                    events.append(
+                        args.root,
+                        "object",
+                        key=result.key,
+                        outcome=result.outcome,
+                        reason=result.reason,
+                        stack=desired.stack,
+                        revision=revision,
+                    )
+                    if show is not None:
+                        show(result)
+
+                applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
+                results = applier.apply(plan, desired, observed)
+                return _report(args, plan, results, started, show=report)
             finally:
                 networks.close()
     except BlockingIOError:
@@ -90,14 +113,47 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_FAILED
 
 
+def manifest_revision(directory: str) -> str | None:
+    """The git commit the manifests are at, when DIR is (inside) a git checkout; read
+    from .git directly, no git process."""
+    current = os.path.abspath(directory)
+    while True:
+        head = os.path.join(current, ".git", "HEAD")
+        if os.path.isfile(head):
+            with open(head) as handle:
+                text = handle.read().strip()
+            if not text.startswith("ref: "):
+                return text
+            ref = text[5:]
+            ref_file = os.path.join(current, ".git", ref)
+            if os.path.isfile(ref_file):
+                with open(ref_file) as handle:
+                    return handle.read().strip()
+            packed = os.path.join(current, ".git", "packed-refs")
+            if os.path.isfile(packed):
+                with open(packed) as handle:
+                    for line in handle:
+                        if line.rstrip().endswith(" " + ref):
+                            return line.split()[0]
+            return None
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
 def _line(result: Result) -> None:
     print(f"{result.key}: {result.outcome}" + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
 
 
-def _report(args: argparse.Namespace, plan: Plan, results: list[Result] | None, started: float) -> int:
+def _report(
+    args: argparse.Namespace, plan: Plan, results: list[Result] | None, started: float, *, show: bool = True
+) -> int:
     failed = [r for r in results or [] if r.outcome in ("failed", "skipped", "conflict")]
     changed = plan.has_changes if results is None else any(r.outcome != "unchanged" for r in results)
-    if args.output == "json":
+    if not show:
+        pass
+    elif args.output == "json":
         document = {
             "stack": plan.stack,
             "dry_run": results is None,

@@ -1,0 +1,73 @@
+"""``reconcile agent [DIR]``: the long-running host agent.
+
+A pass (the same as ``--once``) runs at start, whenever DIR changes (watchfiles,
+debounced, so a ``git pull`` touching many files yields one pass over the final
+state) and every ``--resync`` seconds, which is what heals drift: a container
+killed or removed by hand, a deleted network. Passes are level-triggered, so a
+missed event is healed by the next one. An invalid manifest set applies nothing:
+the last good state keeps running, and the errors are logged.
+
+At start the agent adopts what runs (a converged host is a no-op pass: nothing
+restarts). SIGTERM or SIGINT ends it after the current pass; containers keep
+running. Every pass is logged as one JSON line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+from reconciler.cli import main as cli
+from reconciler.control import events
+
+#: Outcomes of a pass, by its exit code.
+OUTCOME = {0: "unchanged", 1: "failed", 2: "changed"}
+
+
+def log(event: str, **fields: object) -> None:
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
+    print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import watchfiles
+
+    from reconciler.control.once import one_pass
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    args.dry_run, args.no_wait, args.output = False, False, "text"
+    log("started", directory=args.directory, resync_seconds=args.resync)
+    reason = "start"
+    while not stop.is_set():
+        started = time.monotonic()
+        code = one_pass(
+            args, report=False, on_result=lambda r: log("object", key=r.key, outcome=r.outcome, reason=r.reason)
+        )
+        outcome, seconds = OUTCOME.get(code, "failed"), round(time.monotonic() - started, 3)
+        log("pass", reason=reason, outcome=outcome, seconds=seconds)
+        events.append(args.root, "pass", reason=reason, outcome=outcome, seconds=seconds, directory=args.directory)
+        reason = "resync"
+        for changes in watchfiles.watch(
+            args.directory,
+            stop_event=stop,
+            debounce=args.debounce,
+            step=50,
+            rust_timeout=int(args.resync * 1000),
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        ):
+            reason = "change" if changes else "resync"
+            break
+    log("stopped")
+    return cli.EXIT_OK

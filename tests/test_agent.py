@@ -1,0 +1,126 @@
+"""`reconcile agent` (root, real kernel): it converges at start, applies an edit
+within a couple of seconds, brings back a container killed by hand on resync,
+applies nothing from an invalid manifest, and, killed and started again, adopts
+what runs without restarting it. SIGTERM ends it and leaves containers running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_containers import REPO, assert_no_mounts_under, busybox_tarball, reconcile
+from tests.test_cli_containers import engine as engine  # a fixture, used by name
+
+pytestmark = pytest.mark.requires_root
+
+STACK = """apiVersion: reconcile/v1
+kind: Image
+metadata: {{name: base}}
+spec: {{import: {{path: base.tar}}, tag: "agent-base:1"}}
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {{name: ticker}}
+spec:
+  image: base
+  init: true
+  network_mode: none
+  stop_grace_period: 1s
+  command: ["sleep", "{seconds}"]
+"""
+
+
+def wait_until(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def container(env: dict[str, str]) -> dict[str, object] | None:
+    found = json.loads(reconcile(env, "inspect", "ticker").stdout or "[]")
+    return found[0] if found else None
+
+
+def running_pid(env: dict[str, str]) -> int:
+    state = container(env)
+    return int(state["State"]["Pid"]) if state and state["State"]["Running"] else 0  # type: ignore[index]
+
+
+@pytest.fixture
+def stack(engine: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: agentstack\n")
+    (directory / "objects.yaml").write_text(STACK.format(seconds=3600))
+    try:
+        yield directory
+    finally:
+        (directory / "objects.yaml").unlink(missing_ok=True)
+        reconcile(engine, "--once", str(directory), "--prune-volumes")
+        assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+        assert_no_mounts_under(Path(engine["RECONCILE_ROOT"]))
+
+
+def start_agent(env: dict[str, str], directory: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "agent", str(directory), "--resync", "1", "--debounce", "200"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
+
+
+def passes(log: Path) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == "pass"]
+
+
+def test_the_agent_converges_follows_edits_and_heals(engine: dict[str, str], stack: Path, tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    agent = start_agent(engine, stack, log)
+    try:
+        wait_until(lambda: running_pid(engine) != 0)
+        first = running_pid(engine)
+
+        (stack / "objects.yaml").write_text(STACK.format(seconds=3601))  # a commit lands
+        wait_until(lambda: (container(engine) or {}).get("Args") == ["3601"] and running_pid(engine) != 0, 10)
+        edited = running_pid(engine)
+        assert edited != first
+
+        assert reconcile(engine, "kill", "ticker").returncode == 0  # drift: killed by hand
+        wait_until(lambda: running_pid(engine) not in (0, edited), 10)
+        healed = running_pid(engine)
+
+        (stack / "objects.yaml").write_text("kind: Container\nmetadata: {name: [broken\n")  # half-written
+        count = len(passes(log))
+        wait_until(lambda: len(passes(log)) > count + 1)
+        assert passes(log)[-1]["outcome"] == "failed" and running_pid(engine) == healed  # nothing applied
+
+        (stack / "objects.yaml").write_text(STACK.format(seconds=3601))
+        agent.send_signal(signal.SIGKILL)  # killed mid-whatever: a new agent adopts, restarts nothing
+        agent.wait()
+        agent = start_agent(engine, stack, log)
+        count = len(passes(log))
+        wait_until(lambda: len(passes(log)) > count)
+        assert passes(log)[-1]["outcome"] == "unchanged" and running_pid(engine) == healed
+
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        assert running_pid(engine) == healed  # containers outlive the agent
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert os.path.exists(log)

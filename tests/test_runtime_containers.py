@@ -447,3 +447,23 @@ def test_nothing_of_the_engine_stays_open_in_a_container(runtime: Runtime, rootf
         state = runtime.start("fds")
     assert sorted(int(fd) for fd in os.listdir(f"/proc/{state.pid}/fd")) == [0, 1, 2]
     runtime.stop("fds", grace=0)
+
+
+def test_restart_keeps_the_filesystem_and_counts(runtime: Runtime, rootfs: Path) -> None:
+    (rootfs / "bin" / "touch").symlink_to("busybox")
+    (rootfs / "bin" / "test").symlink_to("busybox")
+    runtime.create("again", config(rootfs, "test -f /marker && exit 7; touch /marker; exit 3"))
+    runtime.start("again")
+    wait_for(lambda: runtime.inspect("again").status == "exited")
+    assert runtime.inspect("again").exit_code == 3
+    runtime.restart("again")
+    wait_for(lambda: runtime.inspect("again").status == "exited")
+    state = runtime.inspect("again")
+    assert (state.exit_code, state.restart_count) == (7, 1)  # the file written by the first run is still there
+    running = runtime.create("busy", config(rootfs, "exec sleep 60"))
+    assert running.status == "created"
+    runtime.start("busy")
+    with pytest.raises(ContainerError, match="stop it first"):
+        runtime.restart("busy")
+    assert runtime.stop("busy", grace=0).stopped_by_user
+    (rootfs / "marker").unlink(missing_ok=True)

@@ -18,13 +18,14 @@ from reconciler.images import resolve
 from reconciler.images.store import ImageConfig, ImageError, ImageStore
 from reconciler.model.container import BindMount, Container, ContainerSpec, VolumeMount
 from reconciler.model.image import Image
-from reconciler.model.manifest import ManifestObject
+from reconciler.model.manifest import ManifestObject, canonical
 from reconciler.model.network import Network
 from reconciler.model.ownership import STACK
 from reconciler.model.volume import Volume
 from reconciler.network.manager import DEFAULT_NETWORK, Attachment, NetworkManager, PortMapping
 from reconciler.runtime import cgroups, etcfiles, linux, process, spawn
 from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.state.db import StateDB
 from reconciler.volumes.local import LocalVolumes, VolumeNotFoundError, bind_source
 
 
@@ -42,7 +43,9 @@ class Drivers:
         networks: NetworkManager,
         volumes: LocalVolumes,
         desired_images: dict[str, Image],
+        db: StateDB | None = None,
     ) -> None:
+        self.db = db
         self.stack = stack
         self.runtime = runtime
         self.images = images
@@ -125,8 +128,11 @@ class Drivers:
         stored = self.images.image(reference, verify=False)
         image = ImageConfig.from_document(stored.config)
         layers = self.images.lower_dirs(stored)
-        # a container killed by hand or whose start failed earlier: make it afresh
-        if self.runtime.store.read(name) is not None:
+        existing = self.runtime.store.read(name)
+        if existing is not None and existing.status == "exited" and self._unchanged(obj):
+            self.runtime.restart(name)  # its restart policy said so: same filesystem, new process
+            return stored.manifest_digest
+        if existing is not None:  # killed by hand, or a start that failed earlier: made afresh
             self.delete("Container", name, None)
         directory = self.runtime.reserve(name)
         try:
@@ -142,6 +148,13 @@ class Drivers:
             self.delete("Container", name, None)
             raise
         return stored.manifest_digest
+
+    def _unchanged(self, obj: Container) -> bool:
+        """The container was last applied from exactly this manifest."""
+        if self.db is None:
+            return False
+        record = self.db.get_object("Container", obj.metadata.name)
+        return record is not None and record.manifest == canonical(obj)
 
     def _attach(self, obj: Container, directory: str, hostname: str) -> None:
         name, spec = obj.metadata.name, obj.spec

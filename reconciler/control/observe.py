@@ -9,10 +9,13 @@ creates it again; that is how drift heals.
 
 from __future__ import annotations
 
+import time
+
 from reconciler.images.store import ImageStore
 from reconciler.model.observed import Observed, ObservedObject
 from reconciler.network.manager import NetworkManager
 from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.runtime.state import ContainerState
 from reconciler.state.db import ObjectRecord, StateDB
 from reconciler.volumes.local import LocalVolumes, VolumeError
 
@@ -48,6 +51,36 @@ def observe(
     return Observed(objects=found)
 
 
+#: Crash-loop backoff: the first restart is at once, then 0.5 s doubling up to 5 minutes.
+BACKOFF_START = 0.5
+BACKOFF_MAX = 300.0
+
+
+def backoff(restart_count: int) -> float:
+    return 0.0 if restart_count == 0 else min(BACKOFF_START * 2 ** (restart_count - 1), BACKOFF_MAX)
+
+
+def wants_restart(state: ContainerState, restart: dict[str, object], now: float | None = None) -> bool:
+    """Whether an exited container should run again now, by its restart policy.
+
+    ``no`` still restarts a container that did not finish cleanly (killed by hand,
+    crashed): the agent heals drift, and a one-shot that failed is retried; one that
+    exited 0 is done. ``on-failure[:max]`` restarts after a non-zero exit, at most
+    ``max`` times; ``always`` and ``unless-stopped`` after any exit. A container the
+    user stopped stays stopped. Every restart waits out the crash-loop backoff."""
+    if state.status != "exited" or state.stopped_by_user:
+        return False
+    policy = str(restart.get("name") or "no")
+    failed = state.exit_code != 0
+    if policy in ("no", "on-failure") and not failed:
+        return False
+    limit = restart.get("max_retries")
+    if policy == "on-failure" and isinstance(limit, int) and state.restart_count >= limit:
+        return False
+    waited = (now if now is not None else time.time()) - (state.finished_at or 0)
+    return waited >= backoff(state.restart_count)
+
+
 def _exists(
     kind: str,
     name: str,
@@ -64,9 +97,8 @@ def _exists(
             return False
         if state.status in ("running", "paused"):
             return True
-        # a one-shot container (restart: no) that finished cleanly is done, not gone
         restart = (record.manifest.get("spec") or {}).get("restart") or {}
-        return state.status == "exited" and state.exit_code == 0 and restart.get("name", "no") == "no"
+        return not wants_restart(state, restart)
     if kind == "Network":
         return networks.db.get_network(name) is not None
     if kind == "Volume":

@@ -86,6 +86,7 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
                     networks=networks,
                     volumes=volumes,
                     desired_images=image_objects,
+                    db=networks.db,
                 )
                 show = on_result or (None if args.output == "json" else _line)
                 revision = manifest_revision(args.directory)

@@ -285,6 +285,8 @@ class _Unpacker:
         path = self._path(rel)
         os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
         os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        # the whiteout's time as recorded: a snapshot unpacked equals the one adopted
+        os.utime(path, ns=(_mtime_ns(member), _mtime_ns(member)), follow_symlinks=False)
 
     def _directory(self, member: tarfile.TarInfo, rel: str) -> None:
         path = self._path(rel)

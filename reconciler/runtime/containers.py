@@ -121,6 +121,21 @@ class Runtime:
             raise ContainerError(f"container {name!r} did not start: {message or 'the monitor died'}")
         return self._require(name)
 
+    def restart(self, name: str) -> ContainerState:
+        """Start an exited container again, as Docker's restart: same filesystem (its
+        upper dir), same network namespace, a new process. The count goes up unless
+        the last run lasted ten seconds or more (then a crash loop is over)."""
+        state = self.inspect(name)
+        if state.status in ("running", "paused"):
+            raise ContainerError(f"container {name!r} is {state.status}: stop it first")
+        ran = (state.finished_at or 0) - (state.started_at or 0)
+        state.restart_count = 0 if ran >= 10 else state.restart_count + 1
+        state.status, state.pid, state.pid_start, state.monitor_pid = "created", 0, 0, 0
+        state.exit_code, state.oom_killed, state.error, state.stopped_by_user = None, False, None, False
+        state.started_at = state.finished_at = None
+        self.store.write(state)
+        return self.start(name)
+
     def _startable(self, name: str) -> ContainerState:
         state = self._require(name)
         if state.status != "created":
@@ -274,6 +289,9 @@ class Runtime:
         seconds, then SIGKILL; returns once it exited."""
         state = self.inspect(name)
         sig = sig or int(state.spec.get("stop_signal") or signal.SIGTERM)
+        if state.status in ("running", "paused"):
+            state.stopped_by_user = True  # restart policies leave it stopped
+            self.store.write(state)
         if state.status == "paused":
             self.unpause(name)
         if state.status in ("running", "paused"):

@@ -34,6 +34,8 @@ class ContainerState:
         started_at: float | None = None,
         finished_at: float | None = None,
         spec: dict[str, Any] | None = None,
+        restart_count: int = 0,
+        stopped_by_user: bool = False,
     ) -> None:
         self.name = name
         self.status: Status = status
@@ -47,6 +49,10 @@ class ContainerState:
         self.started_at = started_at
         self.finished_at = finished_at
         self.spec: dict[str, Any] = {} if spec is None else spec
+        #: Times it was started again after exiting (restart policies' backoff counts them).
+        self.restart_count = restart_count
+        #: ``stop`` said so: no restart policy brings it back.
+        self.stopped_by_user = stopped_by_user
 
     def __repr__(self) -> str:
         return f"ContainerState({self.name!r}, status={self.status!r}, pid={self.pid}, exit_code={self.exit_code})"

@@ -862,10 +862,10 @@ def test_service_with_a_fixed_host_port_and_several_replicas(root: Path) -> None
     )
     error = only_error(root)
     assert where(error) == (f(root, "a.yaml"), 9, 5, "service/web", "spec.template.ports")
-    assert error.message == "a fixed host port cannot be published by more than one replica"
+    assert error.message == "a Service's published ports need a host port (HOST:CONTAINER)"
 
 
-def test_service_with_ephemeral_ports_or_one_replica_is_fine(root: Path) -> None:
+def test_service_with_fixed_host_ports_is_fine(root: Path) -> None:
     write(
         root,
         {
@@ -878,7 +878,7 @@ def test_service_with_ephemeral_ports_or_one_replica_is_fine(root: Path) -> None
                   replicas: 3
                   template:
                     image: busybox:1.36
-                    ports: ["80"]
+                    ports: ["8081:80"]
                 ---
                 apiVersion: reconcile/v1
                 kind: Service
@@ -1686,7 +1686,7 @@ def test_a_valid_directory_loads(root: Path) -> None:
                   replicas: 3
                   template:
                     image: nginx:1.27
-                    ports: ["80"]
+                    ports: ["8088:80"]
                     networks: [front]
                     depends_on:
                       db: {condition: healthy}

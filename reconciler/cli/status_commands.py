@@ -40,6 +40,16 @@ def _actual(kind: str, name: str, digest: str, root: str, cgroup_parent: str) ->
         except VolumeError:
             return "missing"
         return "present"
+    if kind == "Service":
+        from reconciler.runtime.containers import Runtime
+
+        replicas = [
+            s
+            for s in Runtime(root, cgroup_parent=cgroup_parent).containers()
+            if (s.spec.get("service") or {}).get("name") == name
+        ]
+        running = sum(1 for s in replicas if s.status == "running")
+        return f"{running}/{len(replicas)} running"
     if kind == "Image":
         from reconciler.images.store import ImageStore
 

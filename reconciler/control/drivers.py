@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.images import resolve
 from reconciler.images.store import ImageConfig, ImageError, ImageStore
@@ -27,6 +27,9 @@ from reconciler.runtime import cgroups, etcfiles, linux, process, spawn
 from reconciler.runtime.containers import ContainerError, Runtime
 from reconciler.state.db import StateDB
 from reconciler.volumes.local import LocalVolumes, VolumeNotFoundError, bind_source
+
+if TYPE_CHECKING:
+    from reconciler.control.services import ServiceController
 
 
 class DriverError(Exception):
@@ -78,7 +81,7 @@ class Drivers:
             return None
         if isinstance(obj, Container):
             return self._create_container(obj)
-        raise DriverError(f"{obj.kind.lower()}/{obj.metadata.name}: services are not applied yet")
+        return self._services().apply(obj)
 
     def update(self, obj: ManifestObject) -> str | None:
         """In place: an image re-resolved; a container's limits; labels and policies
@@ -90,7 +93,7 @@ class Drivers:
             return self._image_digest(obj.spec.image)
         if isinstance(obj, Network | Volume):
             return None
-        raise DriverError(f"{obj.kind.lower()}/{obj.metadata.name}: services are not applied yet")
+        return self._services().apply(obj)
 
     def delete(self, kind: str, name: str, manifest: dict[str, Any] | None) -> None:
         if kind == "Container":
@@ -102,6 +105,8 @@ class Drivers:
                 if "no such container" not in str(exc):
                     raise
             self.networks.detach(name)
+        elif kind == "Service":
+            self._services().delete(name, manifest)
         elif kind == "Network":
             self.networks.remove(name)
         elif kind == "Volume":
@@ -113,6 +118,11 @@ class Drivers:
             with contextlib.suppress(ImageError):  # already gone: nothing to do
                 self.images.untag(reference)
 
+    def _services(self) -> ServiceController:
+        from reconciler.control.services import ServiceController
+
+        return ServiceController(self)
+
     # --- containers -------------------------------------------------------
 
     def _image_reference(self, image: str) -> str:
@@ -123,17 +133,31 @@ class Drivers:
         return self.images.resolve(self._image_reference(image))
 
     def _create_container(self, obj: Container) -> str:
-        name, spec = obj.metadata.name, obj.spec
+        name = obj.metadata.name
+        existing = self.runtime.store.read(name)
+        if existing is not None and existing.status == "exited" and self._unchanged(obj):
+            self.runtime.restart(name)  # its restart policy said so: same filesystem, new process
+            return self._image_digest(obj.spec.image)
+        if existing is not None:  # killed by hand, or a start that failed earlier: made afresh
+            self.delete("Container", name, None)
+        return self.run_container(name, obj.spec)
+
+    def run_container(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        *,
+        aliases: tuple[str, ...] = (),
+        publish: bool = True,
+        service: dict[str, str] | None = None,
+    ) -> str:
+        """Create, wire and start one container from ``spec``; the image digest it runs.
+        A Service's replicas come here too, with ``publish`` off (the service owns its
+        ports) and ``service`` recorded in their state."""
         reference = self._image_reference(spec.image)
         stored = self.images.image(reference, verify=False)
         image = ImageConfig.from_document(stored.config)
         layers = self.images.lower_dirs(stored)
-        existing = self.runtime.store.read(name)
-        if existing is not None and existing.status == "exited" and self._unchanged(obj):
-            self.runtime.restart(name)  # its restart policy said so: same filesystem, new process
-            return stored.manifest_digest
-        if existing is not None:  # killed by hand, or a start that failed earlier: made afresh
-            self.delete("Container", name, None)
         directory = self.runtime.reserve(name)
         try:
             config = _config(name, directory, spec, image, layers, self.volumes)
@@ -141,8 +165,13 @@ class Drivers:
             self.runtime.create(
                 name, config, _limits(spec), image=source, stop_signal=spec.stop_signal or image.stop_signal
             )
+            if service is not None:
+                state = self.runtime.store.read(name)
+                assert state is not None
+                state.spec["service"] = service
+                self.runtime.store.write(state)
             if spec.network_mode == "bridge":
-                self._attach(obj, directory, config.hostname)
+                self._attach(name, spec, directory, config.hostname, aliases=aliases, publish=publish)
             self.runtime.start(name)
         except BaseException:
             self.delete("Container", name, None)
@@ -156,19 +185,28 @@ class Drivers:
         record = self.db.get_object("Container", obj.metadata.name)
         return record is not None and record.manifest == canonical(obj)
 
-    def _attach(self, obj: Container, directory: str, hostname: str) -> None:
-        name, spec = obj.metadata.name, obj.spec
+    def _attach(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        directory: str,
+        hostname: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        publish: bool = True,
+    ) -> None:
         if spec.networks:
             attachments = [
-                Attachment(net, tuple(a.aliases), str(a.ipv4_address) if a.ipv4_address else None)
+                Attachment(net, (*a.aliases, *aliases), str(a.ipv4_address) if a.ipv4_address else None)
                 for net, a in spec.networks.items()
             ]
         else:
             self.networks.ensure_default()
-            attachments = [Attachment(DEFAULT_NETWORK)]
+            attachments = [Attachment(DEFAULT_NETWORK, aliases)]
         ports = [
             PortMapping(p.host_port or _free_port(p.protocol), p.container_port, p.protocol, p.host_ip)
             for p in spec.ports
+            if publish
         ]
         endpoints = self.networks.attach(name, self.runtime.store.path(name, "netns"), attachments, ports)
         etcfiles.write(

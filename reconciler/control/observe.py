@@ -40,7 +40,7 @@ def observe(
         )
     # made by hand (or by another tool) under a name the manifests may want
     for state in runtime.containers():
-        if ("Container", state.name) not in recorded:
+        if ("Container", state.name) not in recorded and not state.spec.get("service"):
             found.append(ObservedObject(kind="Container", name=state.name, owner=None))
     for network in networks.networks():
         if ("Network", network.name) not in recorded:
@@ -109,4 +109,13 @@ def _exists(
         return True
     if kind == "Image":
         return bool(record.digest) and images.content.has(record.digest)
+    if kind == "Service":
+        # every replica running: else the pass sets it up again (the controller heals)
+        wanted = int((record.manifest.get("spec") or {}).get("replicas", 1))
+        running = [
+            s
+            for s in runtime.containers()
+            if (s.spec.get("service") or {}).get("name") == name and s.status in ("running", "paused")
+        ]
+        return len(running) >= wanted
     return True

@@ -118,15 +118,12 @@ def _check_workload(
                 doc.error((*at, "depends_on", target), f"undefined dependency {target!r}: no Container or Service")
             )
     service = doc.checkable
-    if isinstance(service, Service) and service.spec.replicas > 1:
-        if any(p.host_port is not None for p in spec.ports):
-            doc.errors.append(
-                doc.error((*at, "ports"), "a fixed host port cannot be published by more than one replica")
-            )
-        if any(a.ipv4_address is not None for a in spec.networks.values()):
-            doc.errors.append(
-                doc.error((*at, "networks"), "a static ipv4_address cannot be shared by several replicas")
-            )
+    if isinstance(service, Service) and any(p.host_port is None for p in spec.ports):
+        # the service publishes each port once, at a healthy replica: it needs a fixed host port
+        doc.errors.append(doc.error((*at, "ports"), "a Service's published ports need a host port (HOST:CONTAINER)"))
+    shared_static = any(a.ipv4_address is not None for a in spec.networks.values())
+    if isinstance(service, Service) and service.spec.replicas > 1 and shared_static:
+        doc.errors.append(doc.error((*at, "networks"), "a static ipv4_address cannot be shared by several replicas"))
 
 
 def _check_cycles(docs: list[Document]) -> None:

@@ -280,6 +280,25 @@ class NetworkManager:
         except FirewallError as exc:
             raise NetworkError(str(exc)) from None
 
+    def publish(self, owner: str, address: str, ports: Sequence[PortMapping]) -> None:
+        """Make ``ports`` exactly what ``owner`` (a Service) publishes, all to ``address``:
+        re-pointing them at another replica is one nftables transaction, so no new
+        connection is refused in between."""
+        endpoint = Endpoint("", "", "", ipaddress.IPv4Address(address))
+        self._publish(owner, [endpoint], list(ports))
+
+    def unpublish(self, owner: str) -> None:
+        self.firewall.unpublish(owner)
+
+    def set_alias(self, container: str, alias: str, *, present: bool) -> None:
+        """Add or take away a DNS name of the container on all its networks (a Service's
+        name is on its healthy replicas only)."""
+        with self.db.transaction():
+            for endpoint in self.db.list_endpoints(container=container):
+                names = tuple(a for a in endpoint.aliases if a != alias) + ((alias,) if present else ())
+                if names != endpoint.aliases:
+                    self.db.put_endpoint(endpoint._replace(aliases=names))
+
     def detach(self, container: str) -> None:
         """Undo ``attach`` (whatever part of it happened): rules, veths, endpoint
         rows and leases. Idempotent."""

@@ -31,6 +31,8 @@ process of the probe inherits it, including those inside the container's pid
 namespace, so "kill the probe" means "kill that session": its process group at
 once, then any member still in the container's cgroup. A probe process that
 starts a session of its own escapes this, as a daemon escapes its shell.
+The helper is reaped by pid: a process running probes must not also reap with
+``waitpid(-1)``, which would take the helper's exit status from under it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,11 @@ def wait_until(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-unt
 def container(env: dict[str, str]) -> dict[str, object] | None:
     found = json.loads(reconcile(env, "inspect", "ticker").stdout or "[]")
     return found[0] if found else None
+
+
+def running_pid_of(env: dict[str, str], name: str) -> int:
+    found = json.loads(reconcile(env, "inspect", name).stdout or "[]")
+    return int(found[0]["State"]["Pid"]) if found and found[0]["State"]["Running"] else 0
 
 
 def running_pid(env: dict[str, str]) -> int:
@@ -124,3 +130,54 @@ def test_the_agent_converges_follows_edits_and_heals(engine: dict[str, str], sta
             agent.kill()
             agent.wait()
     assert os.path.exists(log)
+
+
+PROBED = """apiVersion: reconcile/v1
+kind: Image
+metadata: {name: base}
+spec: {import: {path: base.tar}, tag: "agent-base:1"}
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {name: probed}
+spec:
+  image: base
+  init: true
+  network_mode: none
+  stop_grace_period: 1s
+  restart: always
+  command: ["sh", "-c", "touch /ok; exec sleep 3600"]
+  healthcheck: {test: "test -f /ok", interval: 0.2s, timeout: 2s, retries: 2}
+"""
+
+
+def health_of(env: dict[str, str]) -> str | None:
+    rows = json.loads(reconcile(env, "status", "-o", "json").stdout)
+    return next((r["health"] for r in rows if r["key"] == "container/probed"), None)
+
+
+def test_an_unhealthy_container_is_replaced(engine: dict[str, str], tmp_path: Path) -> None:
+    directory = tmp_path / "probed"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    with tarfile.open(directory / "base.tar", "a") as archive:
+        for applet in ("touch", "test", "rm"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+    (directory / "stack.yaml").write_text("name: probedstack\n")
+    (directory / "objects.yaml").write_text(PROBED)
+    agent = start_agent(engine, directory, tmp_path / "agent.log")
+    try:
+        wait_until(lambda: health_of(engine) == "healthy", 30)
+        before = json.loads(reconcile(engine, "inspect", "probed").stdout)[0]["State"]["Pid"]
+        assert reconcile(engine, "exec", "probed", "rm", "/ok").returncode == 0  # the check starts failing
+        wait_until(lambda: health_of(engine) == "unhealthy", 30)
+        wait_until(lambda: running_pid_of(engine, "probed") not in (0, before), 30)
+        wait_until(lambda: health_of(engine) == "healthy", 30)  # the replacement passes its check again
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        (directory / "objects.yaml").unlink()
+        reconcile(engine, "--once", str(directory))
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"

@@ -166,7 +166,7 @@ def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path:
     assert not (root / "dns.pid").exists()
 
 
-def test_invalid_manifests_a_held_lock_and_services_fail_clearly(engine: dict[str, str], tmp_path: Path) -> None:
+def test_invalid_manifests_a_held_lock_and_a_missing_image_fail_clearly(engine: dict[str, str], tmp_path: Path) -> None:
     stack = tmp_path / "stack"
     stack.mkdir()
     (stack / "stack.yaml").write_text("name: bad\n")
@@ -189,6 +189,6 @@ def test_invalid_manifests_a_held_lock_and_services_fail_clearly(engine: dict[st
     assert code == 1 and results == {"service/api": "failed"}
     status = json.loads(reconcile(engine, "status", "-o", "json").stdout)
     assert [(r["key"], r["actual"]) for r in status] == [("service/api", "missing")]
-    assert "services are not applied yet" in status[0]["last_error"]
+    assert "no such image: busybox:1" in status[0]["last_error"]
     failed = reconcile(engine, "--once", str(stack))
-    assert "services are not applied yet" in failed.stderr
+    assert "no such image: busybox:1" in failed.stderr

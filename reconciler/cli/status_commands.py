@@ -57,6 +57,16 @@ def _actual(kind: str, name: str, digest: str, root: str, cgroup_parent: str) ->
     return "unknown"
 
 
+def _health(root: str, kind: str, name: str) -> str | None:
+    """A container's health as the agent's monitor last saw it; None without a check."""
+    if kind != "Container":
+        return None
+    from reconciler.runtime.health import read_health
+
+    state = read_health(root, name)
+    return state.status if state is not None else None
+
+
 def status(args: argparse.Namespace) -> int:
     from reconciler.state.db import StateDB, StateError
 
@@ -82,6 +92,7 @@ def status(args: argparse.Namespace) -> int:
                 "digest": record.digest or None,
                 "revision": record.status.get("revision"),
                 "applied_at": record.updated_at,
+                "health": _health(args.root, record.kind, record.name),
                 "last_outcome": latest.get("outcome"),
                 "last_error": latest.get("reason") if latest.get("outcome") in ("failed", "skipped") else None,
             }
@@ -98,6 +109,7 @@ def status(args: argparse.Namespace) -> int:
                     "digest": None,
                     "revision": None,
                     "applied_at": None,
+                    "health": None,
                     "last_outcome": event.get("outcome"),
                     "last_error": event.get("reason"),
                 }
@@ -105,10 +117,11 @@ def status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return cli.EXIT_OK
-    print(f"{'OBJECT':<32} {'STACK':<14} {'ACTUAL':<14} {'REVISION':<10} LAST ERROR")
+    print(f"{'OBJECT':<32} {'STACK':<14} {'ACTUAL':<14} {'HEALTH':<10} {'REVISION':<10} LAST ERROR")
     for row in rows:
-        revision = str(row["revision"] or "")[:8]
-        print(f"{row['key']:<32} {row['stack'] or '':<14} {row['actual']:<14} {revision:<10} {row['last_error'] or ''}")
+        revision, health = str(row["revision"] or "")[:8], row["health"] or ""
+        actual, error = row["actual"], row["last_error"] or ""
+        print(f"{row['key']:<32} {row['stack'] or '':<14} {actual:<14} {health:<10} {revision:<10} {error}")
     return cli.EXIT_OK
 
 

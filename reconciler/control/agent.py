@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from reconciler.cli import main as cli
 from reconciler.control import events
@@ -34,10 +35,6 @@ def log(event: str, **fields: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import watchfiles
-
-    from reconciler.control.once import one_pass
-
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -48,6 +45,58 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     args.dry_run, args.no_wait, args.output = False, False, "text"
     log("started", directory=args.directory, resync_seconds=args.resync)
+    monitor = _health_monitor(args)
+    monitor.start()
+    try:
+        _loop(args, stop)
+    finally:
+        monitor.stop()
+    log("stopped")
+    return cli.EXIT_OK
+
+
+def _health_monitor(args: argparse.Namespace) -> Any:
+    """Probes every container (and service replica) whose manifest has a healthcheck;
+    what it finds (health.json) is what the next pass acts on."""
+    from reconciler.runtime import health
+    from reconciler.runtime.containers import Runtime
+    from reconciler.state.db import StateDB, StateError
+
+    runtime = Runtime(args.root, cgroup_parent=args.cgroup_parent)
+    db = StateDB(args.root)
+
+    def configs() -> dict[str, health.HealthConfig]:
+        found: dict[str, health.HealthConfig] = {}
+        try:
+            records = db.list_objects()
+        except StateError:
+            return found
+        replicas: dict[str, list[str]] = {}
+        for state in runtime.containers():
+            service = (state.spec.get("service") or {}).get("name")
+            if service and state.status == "running":
+                replicas.setdefault(service, []).append(state.name)
+        for record in records:
+            spec = record.manifest.get("spec") or {}
+            if record.kind == "Container":
+                config = health.HealthConfig.from_model(spec.get("healthcheck"))
+                if config is not None:
+                    found[record.name] = config
+            elif record.kind == "Service":
+                config = health.HealthConfig.from_model((spec.get("template") or {}).get("healthcheck"))
+                for replica in replicas.get(record.name, []):
+                    if config is not None:
+                        found[replica] = config
+        return found
+
+    return health.HealthMonitor(runtime, configs)
+
+
+def _loop(args: argparse.Namespace, stop: threading.Event) -> None:
+    import watchfiles
+
+    from reconciler.control.once import one_pass
+
     reason = "start"
     while not stop.is_set():
         started = time.monotonic()
@@ -69,5 +118,3 @@ def run(args: argparse.Namespace) -> int:
         ):
             reason = "change" if changes else "resync"
             break
-    log("stopped")
-    return cli.EXIT_OK

@@ -14,6 +14,7 @@ import time
 from reconciler.images.store import ImageStore
 from reconciler.model.observed import Observed, ObservedObject
 from reconciler.network.manager import NetworkManager
+from reconciler.runtime import health
 from reconciler.runtime.containers import ContainerError, Runtime
 from reconciler.runtime.state import ContainerState
 from reconciler.state.db import ObjectRecord, StateDB
@@ -81,6 +82,11 @@ def wants_restart(state: ContainerState, restart: dict[str, object], now: float 
     return waited >= backoff(state.restart_count)
 
 
+def _unhealthy(runtime: Runtime, name: str) -> bool:
+    checked = health.read_health(runtime.root, name)
+    return checked is not None and checked.status == "unhealthy"
+
+
 def _exists(
     kind: str,
     name: str,
@@ -95,9 +101,10 @@ def _exists(
             state = runtime.inspect(name)
         except ContainerError:
             return False
-        if state.status in ("running", "paused"):
-            return True
         restart = (record.manifest.get("spec") or {}).get("restart") or {}
+        if state.status in ("running", "paused"):
+            # unhealthy (the agent's health monitor says so): replaced when its policy restarts it
+            return not (_unhealthy(runtime, name) and str(restart.get("name") or "no") != "no")
         return not wants_restart(state, restart)
     if kind == "Network":
         return networks.db.get_network(name) is not None
@@ -115,7 +122,9 @@ def _exists(
         running = [
             s
             for s in runtime.containers()
-            if (s.spec.get("service") or {}).get("name") == name and s.status in ("running", "paused")
+            if (s.spec.get("service") or {}).get("name") == name
+            and s.status in ("running", "paused")
+            and not _unhealthy(runtime, s.name)
         ]
         return len(running) >= wanted
     return True

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from reconciler.control.drivers import DriverError, Drivers
 from reconciler.model.container import ContainerSpec
 from reconciler.model.service import Service, ServiceSpec, resolve_count
 from reconciler.network.manager import PortMapping
+from reconciler.runtime import health
 from reconciler.runtime.containers import ContainerError
 from reconciler.runtime.state import ContainerState
 
@@ -87,14 +87,11 @@ class ServiceController:
     # --- health -----------------------------------------------------------
 
     def _healthy(self, replica: str, template: ContainerSpec) -> bool:
-        """Running and, with a healthcheck, passing it, within the deadline."""
-        check = template.healthcheck
-        test = list(check.test) if check is not None and not check.disable else []
-        if test[:1] == ["NONE"]:
-            test = []
-        argv = ["/bin/sh", "-c", test[1]] if test[:1] == ["CMD-SHELL"] else test[1:]
+        """Running and, with a healthcheck, passing it (each probe bounded by the check's
+        timeout), within the deadline; without one, still running a moment later."""
+        config = health.HealthConfig.from_model(template.healthcheck)
         deadline = time.monotonic() + self.health_deadline
-        settle = time.monotonic() + (0.3 if not argv else 0.0)
+        settle = time.monotonic() + (0.3 if config is None else 0.0)
         while time.monotonic() < deadline:
             try:
                 state = self.runtime.inspect(replica)
@@ -102,22 +99,13 @@ class ServiceController:
                 return False
             if state.status != "running":
                 return False
-            if not argv:
+            if config is None:
                 if time.monotonic() >= settle:
                     return True
-            elif self._probe(replica, argv):
+            elif health.probe(self.runtime, replica, config).passed:
                 return True
-            time.sleep(self.poll if not argv or check is None else min(check.interval, 1.0))
+            time.sleep(self.poll if config is None else min(config.interval, 1.0))
         return False
-
-    def _probe(self, replica: str, argv: list[str]) -> bool:
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            return self.runtime.exec(replica, argv, stdin=null, stdout=null, stderr=null) == 0
-        except Exception:
-            return False
-        finally:
-            os.close(null)
 
     def _still_healthy(self, replicas: list[str], template: ContainerSpec, seconds: float) -> bool:
         """The monitor period: the batch must not die in its first ``seconds``."""
@@ -164,8 +152,9 @@ class ServiceController:
         self.grace = spec.template.stop_grace_period
         want = template_hash(spec.template)
         for state in self.replicas(name):
-            if state.status not in ("running", "paused"):
-                self._remove(state.name)  # died: replaced below
+            checked = health.read_health(self.runtime.root, state.name)
+            if state.status not in ("running", "paused") or (checked is not None and checked.status == "unhealthy"):
+                self._remove(state.name)  # died or unhealthy: replaced below
         current = self.replicas(name)
         outdated = [s.name for s in current if s.spec["service"].get("template") != want]
         if outdated:

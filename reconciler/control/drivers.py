@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.images import resolve
@@ -47,8 +48,13 @@ class Drivers:
         volumes: LocalVolumes,
         desired_images: dict[str, Image],
         db: StateDB | None = None,
+        conditions: dict[str, str] | None = None,
+        timeout: float = 300.0,
     ) -> None:
         self.db = db
+        #: What others wait for on a container (depends_on): "completed" or "healthy".
+        self.conditions = conditions or {}
+        self.timeout = timeout
         self.stack = stack
         self.runtime = runtime
         self.images = images
@@ -140,7 +146,32 @@ class Drivers:
             return self._image_digest(obj.spec.image)
         if existing is not None:  # killed by hand, or a start that failed earlier: made afresh
             self.delete("Container", name, None)
-        return self.run_container(name, obj.spec)
+        digest = self.run_container(name, obj.spec)
+        self._await_condition(name, obj.spec)
+        return digest
+
+    def _await_condition(self, name: str, spec: ContainerSpec) -> None:
+        """What depends_on asks of this container before its dependents start:
+        ``completed`` (a one-shot exits 0) or ``healthy`` (its check passes)."""
+        condition = self.conditions.get(name)
+        deadline = time.monotonic() + self.timeout
+        if condition == "completed":
+            while (state := self.runtime.inspect(name)).status != "exited":
+                if time.monotonic() > deadline:
+                    raise DriverError(f"container/{name}: did not complete within {self.timeout:g}s")
+                time.sleep(0.05)
+            if state.exit_code != 0:
+                raise DriverError(f"container/{name}: the one-shot exited with code {state.exit_code}")
+        elif condition == "healthy":
+            from reconciler.runtime import health
+
+            config = health.HealthConfig.from_model(spec.healthcheck)
+            if config is None:
+                return  # no check to pass: started is all it can be
+            while not health.probe(self.runtime, name, config).passed:
+                if time.monotonic() > deadline or self.runtime.inspect(name).status != "running":
+                    raise DriverError(f"container/{name}: did not become healthy")
+                time.sleep(min(config.interval, 1.0))
 
     def run_container(
         self,

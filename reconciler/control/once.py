@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import main as cli
 
@@ -87,6 +87,7 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
                     volumes=volumes,
                     desired_images=image_objects,
                     db=networks.db,
+                    conditions=wait_conditions(desired.objects),
                 )
                 show = on_result or (None if args.output == "json" else _line)
                 revision = manifest_revision(args.directory)
@@ -112,6 +113,22 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
     except BlockingIOError:
         print(f"reconcile: another pass holds {args.root}/reconcile.lock (--no-wait)", file=sys.stderr)
         return cli.EXIT_FAILED
+
+
+def wait_conditions(objects: list[Any]) -> dict[str, str]:
+    """For each container others depend on, the strongest condition asked of it
+    (completed over healthy over started)."""
+    from reconciler.model.container import Container
+    from reconciler.model.service import Service
+
+    rank = {"started": 0, "healthy": 1, "completed": 2}
+    found: dict[str, str] = {}
+    for obj in objects:
+        spec = obj.spec if isinstance(obj, Container) else obj.spec.template if isinstance(obj, Service) else None
+        for target, dependency in spec.depends_on.items() if spec is not None else ():
+            if rank[dependency.condition] > rank[found.get(target, "started")]:
+                found[target] = dependency.condition
+    return found
 
 
 def manifest_revision(directory: str) -> str | None:

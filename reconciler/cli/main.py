@@ -315,6 +315,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     apply.add_argument("--no-prune", dest="prune", action="store_false", help="keep objects no longer listed")
     apply.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
     apply.add_argument("--no-wait", action="store_true", help="fail at once if another pass holds the root")
+    apply.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds a one-shot or a health gate may take (default 300)"
+    )
 
     agent = sub.add_parser("agent", parents=[common, engine], help="keep the host matching DIR: watch, resync, heal")
     _manifests_arg(agent)

@@ -88,6 +88,7 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
                     desired_images=image_objects,
                     db=networks.db,
                     conditions=wait_conditions(desired.objects),
+                    timeout=getattr(args, "timeout", 300.0),
                 )
                 show = on_result or (None if args.output == "json" else _line)
                 revision = manifest_revision(args.directory)

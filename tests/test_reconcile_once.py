@@ -192,3 +192,34 @@ def test_invalid_manifests_a_held_lock_and_a_missing_image_fail_clearly(engine: 
     assert "no such image: busybox:1" in status[0]["last_error"]
     failed = reconcile(engine, "--once", str(stack))
     assert "no such image: busybox:1" in failed.stderr
+
+
+def test_drift_policies_warn_and_ignore_leave_a_changed_object_alone(engine: dict[str, str], tmp_path: Path) -> None:
+    stack = tmp_path / "drift"
+    stack.mkdir()
+    busybox_tarball(stack / "base.tar")
+    (stack / "stack.yaml").write_text("name: drift\n")
+    objects = ""
+    for name, policy in (("watched", "warn"), ("left", "ignore"), ("healed", "heal")):
+        objects += (
+            f"---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {{name: {name}, drift: {policy}}}\n"
+            "spec: {image: base, init: true, network_mode: none, stop_grace_period: 1s, command: [sleep, '600']}\n"
+        )
+    (stack / "objects.yaml").write_text(
+        'apiVersion: reconcile/v1\nkind: Image\nmetadata: {name: base}\nspec: {import: {path: base.tar}, tag: "d:1"}\n'
+        + objects
+    )
+    try:
+        assert reconcile(engine, "--once", str(stack)).returncode == 2
+        for name in ("watched", "left", "healed"):
+            assert reconcile(engine, "kill", name).returncode == 0
+        time.sleep(0.3)
+        code, results = once(engine, stack)
+        assert code == 2 and results["container/healed"] == "created"
+        assert results["container/watched"] == results["container/left"] == "unchanged"
+        logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
+        assert [e["key"] for e in logged if e["event"] == "drift"] == ["container/watched"]
+    finally:
+        (stack / "objects.yaml").unlink()
+        reconcile(engine, "--once", str(stack))
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"

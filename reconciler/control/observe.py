@@ -22,14 +22,27 @@ from reconciler.volumes.local import LocalVolumes, VolumeError
 
 
 def observe(
-    db: StateDB, runtime: Runtime, networks: NetworkManager, volumes: LocalVolumes, images: ImageStore
+    db: StateDB,
+    runtime: Runtime,
+    networks: NetworkManager,
+    volumes: LocalVolumes,
+    images: ImageStore,
+    *,
+    drifted: list[str] | None = None,
 ) -> Observed:
+    """What exists. An object found gone or stopped is left out (the plan sets it up
+    again), unless its ``metadata.drift`` is ``warn`` or ``ignore``: then it counts as
+    present, and ``drifted`` hears of it (``warn``) for the event log."""
     found: list[ObservedObject] = []
     recorded: set[tuple[str, str]] = set()
     for record in db.list_objects():
         recorded.add((record.kind, record.name))
         if not _exists(record.kind, record.name, record, runtime, networks, volumes, images):
-            continue
+            policy = (record.manifest.get("metadata") or {}).get("drift", "heal")
+            if policy == "heal":
+                continue
+            if policy == "warn" and drifted is not None:
+                drifted.append(f"{record.kind.lower()}/{record.name}")
         found.append(
             ObservedObject(
                 kind=record.kind,

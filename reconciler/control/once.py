@@ -64,6 +64,9 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
 
     desired = _load(args)
     if desired is None:
+        from reconciler.control import events
+
+        events.append(args.root, "invalid", directory=args.directory, action="nothing applied")
         return cli.EXIT_FAILED
     started = time.monotonic()
     try:
@@ -75,7 +78,11 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
             networks = NetworkManager(args.root)
             volumes = LocalVolumes(args.root)
             try:
-                observed = observe.observe(networks.db, runtime, networks, volumes, images)
+                drifted: list[str] = []
+                observed = observe.observe(networks.db, runtime, networks, volumes, images, drifted=drifted)
+                for key in drifted:
+                    events.append(args.root, "drift", key=key, stack=desired.stack, action="reported, not healed")
+                    print(f"reconcile: {key} drifted (drift: warn): not healed", file=sys.stderr)
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
                     return _report(args, plan, None, started, show=report)

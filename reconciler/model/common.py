@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -133,6 +133,10 @@ class Metadata(Strict):
     name: DNSLabel = Field(description="the object's name within its kind: a DNS label")
     labels: dict[str, ScalarStr] = Field(default_factory=dict)
     annotations: dict[str, ScalarStr] = Field(default_factory=dict)
+    drift: Literal["heal", "warn", "ignore"] = Field(
+        default="heal",
+        description="when the object is found changed or gone between passes: heal it, only report it, or neither",
+    )
 
     _keys = field_validator("labels", "annotations")(_check_label_keys)
 

@@ -25,6 +25,9 @@ from typing import Any
 from reconciler.cli import main as cli
 from reconciler.control import events
 
+#: Seconds between the health monitor's looks at which containers have checks.
+CONFIG_REFRESH = 10.0
+
 #: Outcomes of a pass, by its exit code.
 OUTCOME = {0: "unchanged", 1: "failed", 2: "changed"}
 
@@ -64,8 +67,17 @@ def _health_monitor(args: argparse.Namespace) -> Any:
 
     runtime = Runtime(args.root, cgroup_parent=args.cgroup_parent)
     db = StateDB(args.root)
+    cache: dict[str, Any] = {"at": -1e9, "configs": {}}
 
     def configs() -> dict[str, health.HealthConfig]:
+        # the monitor asks every second; the answer changes only when a pass does,
+        # and reading every container's state each second is most of an idle agent's CPU
+        if time.monotonic() - cache["at"] < CONFIG_REFRESH:
+            return cache["configs"]  # type: ignore[no-any-return]
+        cache["configs"], cache["at"] = _configs(), time.monotonic()
+        return cache["configs"]  # type: ignore[no-any-return]
+
+    def _configs() -> dict[str, health.HealthConfig]:
         found: dict[str, health.HealthConfig] = {}
         try:
             records = db.list_objects()

@@ -295,9 +295,12 @@ class Runtime:
         if state.status == "paused":
             self.unpause(name)
         if state.status in ("running", "paused"):
-            self.kill(name, sig)
+            # it may exit on its own at any moment: "not running" is then success
+            with contextlib.suppress(ContainerError):
+                self.kill(name, sig)
             if not self._wait_exited(name, grace):
-                self.kill(name, signal.SIGKILL)
+                with contextlib.suppress(ContainerError):
+                    self.kill(name, signal.SIGKILL)
                 self._wait_exited(name, 30.0)
         return self.inspect(name)
 

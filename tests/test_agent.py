@@ -181,3 +181,58 @@ def test_an_unhealthy_container_is_replaced(engine: dict[str, str], tmp_path: Pa
         (directory / "objects.yaml").unlink()
         reconcile(engine, "--once", str(directory))
     assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+
+
+MIDPASS = """apiVersion: reconcile/v1
+kind: Image
+metadata: {name: base}
+spec: {import: {path: base.tar}, tag: "agent-base:1"}
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {name: slowjob}
+spec:
+  image: base
+  network_mode: none
+  restart: "no"
+  command: ["sleep", "2"]
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {name: after}
+spec:
+  image: base
+  init: true
+  network_mode: none
+  stop_grace_period: 1s
+  command: ["sleep", "3600"]
+  depends_on: {slowjob: {condition: completed}}
+"""
+
+
+def test_an_agent_killed_mid_pass_is_completed_by_the_next(engine: dict[str, str], tmp_path: Path) -> None:
+    directory = tmp_path / "midpass"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: midpass\n")
+    (directory / "objects.yaml").write_text(MIDPASS)
+    log = tmp_path / "agent.log"
+    agent = start_agent(engine, directory, log)
+    try:
+        # the pass waits for the one-shot to complete before it starts `after`: kill it there
+        wait_until(lambda: running_pid_of(engine, "slowjob") != 0, 30)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        assert running_pid_of(engine, "after") == 0
+        agent = start_agent(engine, directory, log)
+        wait_until(lambda: running_pid_of(engine, "after") != 0, 30)
+        names = sorted(c["name"] for c in json.loads(reconcile(engine, "ps", "-a", "-o", "json").stdout))
+        assert names == ["after", "slowjob"]  # nothing duplicated, nothing left half-made
+        job = json.loads(reconcile(engine, "inspect", "slowjob").stdout)[0]["State"]
+        assert (job["Status"], job["ExitCode"]) == ("exited", 0)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        (directory / "objects.yaml").unlink()
+        reconcile(engine, "--once", str(directory))
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"

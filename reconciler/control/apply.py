@@ -73,7 +73,8 @@ class Applier:
                 results[action.key] = Result(action.key, "unchanged")
             elif action.op == "conflict":
                 results[action.key] = Result(action.key, "conflict", "; ".join(action.reasons))
-        failed: set[str] = set()
+        # what depends on a conflicting object waits, as on a failed one
+        failed: set[str] = {a.key for a in plan.actions if a.op == "conflict"}
         for wave in sorted({step.wave for step in plan.steps}):
             steps = [s for s in plan.steps if s.wave == wave]
             runnable = []

@@ -196,11 +196,13 @@ class Drivers:
             self.runtime.create(
                 name, config, _limits(spec), image=source, stop_signal=spec.stop_signal or image.stop_signal
             )
+            # ours from the start: a pass killed before recording it still knows it made it
+            state = self.runtime.store.read(name)
+            assert state is not None
+            state.spec["owner"] = self.stack
             if service is not None:
-                state = self.runtime.store.read(name)
-                assert state is not None
                 state.spec["service"] = service
-                self.runtime.store.write(state)
+            self.runtime.store.write(state)
             if spec.network_mode == "bridge":
                 self._attach(name, spec, directory, config.hostname, aliases=aliases, publish=publish)
             self.runtime.start(name)

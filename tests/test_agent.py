@@ -236,3 +236,31 @@ def test_an_agent_killed_mid_pass_is_completed_by_the_next(engine: dict[str, str
         (directory / "objects.yaml").unlink()
         reconcile(engine, "--once", str(directory))
     assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+
+
+def test_a_failing_pass_is_retried_with_backoff_sooner_than_the_resync(engine: dict[str, str], tmp_path: Path) -> None:
+    directory = tmp_path / "retry"
+    directory.mkdir()
+    (directory / "stack.yaml").write_text("name: retry\n")
+    (directory / "objects.yaml").write_text(
+        "apiVersion: reconcile/v1\nkind: Container\nmetadata: {name: lonely}\n"
+        "spec: {image: 'nothere:1', network_mode: none, command: [sleep, '60']}\n"
+    )
+    log = tmp_path / "agent.log"
+    with open(log, "ab") as output:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "agent", str(directory), "--resync", "60", "--debounce", "200"],
+            env=engine,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
+    try:
+        wait_until(lambda: len(passes(log)) >= 3, 20)  # start, then retries after 1 s and 2 s: not 60 s apart
+        assert [p["outcome"] for p in passes(log)[:3]] == ["failed"] * 3
+        assert [p["reason"] for p in passes(log)[1:3]] == ["retry", "retry"]
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        (directory / "objects.yaml").unlink()
+        reconcile(engine, "--once", str(directory))

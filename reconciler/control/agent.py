@@ -28,6 +28,9 @@ from reconciler.control import events
 #: Seconds between the health monitor's looks at which containers have checks.
 CONFIG_REFRESH = 10.0
 
+#: The first retry after a failed pass, in seconds; it doubles while passes keep failing.
+RETRY_START = 1.0
+
 #: Outcomes of a pass, by its exit code.
 OUTCOME = {0: "unchanged", 1: "failed", 2: "changed"}
 
@@ -110,6 +113,7 @@ def _loop(args: argparse.Namespace, stop: threading.Event) -> None:
     from reconciler.control.once import one_pass
 
     reason = "start"
+    failures = 0
     while not stop.is_set():
         started = time.monotonic()
         code = one_pass(
@@ -119,14 +123,18 @@ def _loop(args: argparse.Namespace, stop: threading.Event) -> None:
         log("pass", reason=reason, outcome=outcome, seconds=seconds)
         events.append(args.root, "pass", reason=reason, outcome=outcome, seconds=seconds, directory=args.directory)
         reason = "resync"
+        # a failed pass (an image missing, a port taken) is retried sooner than a
+        # resync, backing off: 1 s, 2 s, 4 s … up to the resync interval
+        failures = failures + 1 if outcome == "failed" else 0
+        wait = args.resync if failures == 0 else min(args.resync, RETRY_START * 2 ** (failures - 1))
         for changes in watchfiles.watch(
             args.directory,
             stop_event=stop,
             debounce=args.debounce,
             step=50,
-            rust_timeout=int(args.resync * 1000),
+            rust_timeout=max(1, int(wait * 1000)),
             yield_on_timeout=True,
             raise_interrupt=False,
         ):
-            reason = "change" if changes else "resync"
+            reason = "change" if changes else ("retry" if failures else "resync")
             break

@@ -178,7 +178,13 @@ class ServiceController:
     def _rollout(self, service: Service, outdated: list[str]) -> None:
         name, spec = service.metadata.name, service.spec
         policy = spec.update
+        # a batch is at most `parallelism` replicas, and no more than the surge allows
+        # above the count (start-first) or than may be missing below it (stop-first)
         batch_size = policy.parallelism or len(outdated)
+        if policy.order == "start-first":
+            batch_size = min(batch_size, max(1, resolve_count(policy.max_surge, spec.replicas, round_up=True)))
+        else:
+            batch_size = min(batch_size, max(1, resolve_count(policy.max_unavailable, spec.replicas, round_up=False)))
         previous = self._previous_template(name)
         serving = [s for s in self.replicas(name) if s.name not in outdated]
         serving_names = [s.name for s in serving] + list(outdated)
@@ -188,9 +194,8 @@ class ServiceController:
             batch = outdated[index : index + batch_size]
             try:
                 if policy.order == "start-first":
-                    surge = max(1, resolve_count(policy.max_surge, spec.replicas, round_up=True))
                     fresh = []
-                    for _ in batch[:surge] if len(batch) > surge else batch:
+                    for _ in batch:
                         taken = {_slot(s.name) for s in self.replicas(name)}
                         fresh.append(self._start(service, spec.template, self._free_slot(name, taken)))
                         started.append(fresh[-1])

@@ -140,3 +140,46 @@ def test_rolling_updates_rollback_scale_and_heal(engine: dict[str, str], tmp_pat
     assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
     assert {n for n in os.listdir("/sys/class/net") if n.startswith(("rc-", "rv"))} == links_before
     assert_no_mounts_under(Path(engine["RECONCILE_ROOT"]))
+
+
+def test_a_stop_first_rollout_keeps_all_but_max_unavailable_running(engine: dict[str, str], tmp_path: Path) -> None:
+    stack = tmp_path / "stopfirst"
+    stack.mkdir()
+    busybox_tarball(stack / "base.tar")
+    (stack / "stack.yaml").write_text("name: stopfirst\n")
+
+    def write(version: str) -> None:
+        (stack / "objects.yaml").write_text(
+            "apiVersion: reconcile/v1\nkind: Image\nmetadata: {name: base}\n"
+            'spec: {import: {path: base.tar}, tag: "sf:1"}\n'
+            "---\napiVersion: reconcile/v1\nkind: Service\nmetadata: {name: worker}\nspec:\n  replicas: 3\n"
+            "  update: {order: stop-first, parallelism: 3, max_unavailable: 1, monitor: 0.2s}\n"
+            "  template: {image: base, init: true, network_mode: none, stop_grace_period: 1s,\n"
+            f"             command: [sleep, '3600'], env: {{V: '{version}'}}}}\n"
+        )
+
+    lowest = [3]
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            lowest[0] = min(lowest[0], len(replicas(engine)))
+            time.sleep(0.02)
+
+    try:
+        write("1")
+        assert reconcile(engine, "--once", str(stack)).returncode == 2
+        assert replicas(engine) == ["worker-1", "worker-2", "worker-3"]
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        write("2")
+        assert reconcile(engine, "--once", str(stack)).returncode == 2
+        watching.set()
+        watcher.join()
+        assert lowest[0] >= 2  # parallelism 3, but max_unavailable 1: one at a time
+        assert replicas(engine) == ["worker-1", "worker-2", "worker-3"]
+    finally:
+        watching.set()
+        (stack / "objects.yaml").unlink(missing_ok=True)
+        reconcile(engine, "--once", str(stack))
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"

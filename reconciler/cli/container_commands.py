@@ -17,7 +17,7 @@ from collections.abc import Callable
 from reconciler.cli import main as cli
 from reconciler.images.store import ImageConfig, ImageError, ImageStore
 from reconciler.model import quantities
-from reconciler.runtime import cgroups, etcfiles, linux, logread, process, spawn
+from reconciler.runtime import assemble, cgroups, etcfiles, linux, logread, process, spawn
 from reconciler.runtime import logs as runtime_logs
 from reconciler.runtime.containers import ContainerError, Runtime, signal_number
 from reconciler.runtime.state import ContainerState
@@ -96,46 +96,30 @@ def _config(
     args: argparse.Namespace, name: str, directory: str, image: ImageConfig, layers: tuple[str, ...]
 ) -> spawn.Config:
     """The container's process and filesystem from the image and the flags, as docker run merges them."""
-    user = process.resolve_user(layers[0], args.user or image.user)
-    argv = process.argv(
-        image_entrypoint=image.entrypoint,
-        image_cmd=image.cmd,
-        entrypoint=[args.entrypoint] if args.entrypoint else ([] if args.entrypoint == "" else None),
-        command=args.command or None,
-    )
-    env = dict(item.partition("=")[::2] for item in args.env)
-    overlay_dirs = [os.path.join(directory, d) for d in ("upper", "work", "rootfs")]
-    for path in overlay_dirs:
-        os.makedirs(path)
-    os.chmod(overlay_dirs[2], 0o755)
     hostname = args.hostname or name[:63]
     mounts = (
         *etcfiles.write(os.path.join(directory, "etc"), hostname),
         *_volumes(args),
         *(_tmpfs(t) for t in args.tmpfs),
     )
-    return spawn.Config(
-        rootfs=overlay_dirs[2],
-        argv=argv,
-        env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
+    modes = (("net", _net_mode(args)), ("pid", args.pid), ("ipc", args.ipc), ("uts", args.uts))
+    return assemble.build(
+        directory=directory,
+        layers=layers,
+        image=image,
         hostname=hostname,
-        cwd=args.workdir or image.working_dir,
-        uid=user.uid,
-        gid=user.gid,
-        groups=user.groups,
-        capabilities=process.capabilities(
-            add=_caps(args.cap_add), drop=_caps(args.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
-        ),
-        read_only=args.read_only,
-        overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
         mounts=mounts,
+        entrypoint=[args.entrypoint] if args.entrypoint else ([] if args.entrypoint == "" else None),
+        command=args.command or None,
+        user=args.user,
+        env=dict(item.partition("=")[::2] for item in args.env),
+        cwd=args.workdir,
+        cap_add=_caps(args.cap_add),
+        cap_drop=_caps(args.cap_drop),
+        read_only=args.read_only,
         init=args.init,
         tty=args.tty,
-        host_namespaces=tuple(
-            kind
-            for kind, mode in (("net", _net_mode(args)), ("pid", args.pid), ("ipc", args.ipc), ("uts", args.uts))
-            if mode == "host"
-        ),
+        host_namespaces=tuple(kind for kind, mode in modes if mode == "host"),
     )
 
 

@@ -24,7 +24,7 @@ from reconciler.model.network import Network
 from reconciler.model.ownership import STACK
 from reconciler.model.volume import Volume
 from reconciler.network.manager import DEFAULT_NETWORK, Attachment, NetworkManager, PortMapping
-from reconciler.runtime import cgroups, etcfiles, linux, process, spawn
+from reconciler.runtime import assemble, cgroups, etcfiles, spawn
 from reconciler.runtime.containers import ContainerError, Runtime
 from reconciler.state.db import StateDB
 from reconciler.volumes.local import LocalVolumes, VolumeNotFoundError, bind_source
@@ -276,17 +276,6 @@ def _config(
 ) -> spawn.Config:
     """The container's process and filesystem from its spec and its image, merged as
     Docker merges them."""
-    user = process.resolve_user(layers[0], spec.user or image.user, group_add=[str(g) for g in spec.group_add])
-    argv = process.argv(
-        image_entrypoint=image.entrypoint,
-        image_cmd=image.cmd,
-        entrypoint=_command(spec.entrypoint),
-        command=_command(spec.command),
-    )
-    overlay_dirs = [os.path.join(directory, d) for d in ("upper", "work", "rootfs")]
-    for path in overlay_dirs:
-        os.makedirs(path)
-    os.chmod(overlay_dirs[2], 0o755)
     hostname = spec.hostname or name[:63]
     mounts: list[spawn.MountSpec] = list(etcfiles.write(os.path.join(directory, "etc"), hostname))
     for mount in spec.volumes:
@@ -310,27 +299,24 @@ def _config(
             if part
         )
         mounts.append(spawn.MountSpec(tmpfs.target, type="tmpfs", options=options))
-    host = tuple(
-        kind for kind, mode in (("net", spec.network_mode), ("pid", spec.pid), ("ipc", spec.ipc)) if mode == "host"
-    )
-    env = {key: str(value) for key, value in spec.env.items()}
-    return spawn.Config(
-        rootfs=overlay_dirs[2],
-        argv=argv,
-        env=process.environment(image_env=image.env, env=env, hostname=hostname, home=user.home),
+    modes = (("net", spec.network_mode), ("pid", spec.pid), ("ipc", spec.ipc))
+    return assemble.build(
+        directory=directory,
+        layers=layers,
+        image=image,
         hostname=hostname,
-        cwd=spec.working_dir or image.working_dir,
-        uid=user.uid,
-        gid=user.gid,
-        groups=user.groups,
-        capabilities=process.capabilities(
-            add=list(spec.cap_add), drop=list(spec.cap_drop), all_caps=frozenset(linux.CAPABILITY_NUMBERS)
-        ),
+        mounts=mounts,
+        entrypoint=_command(spec.entrypoint),
+        command=_command(spec.command),
+        user=str(spec.user) if spec.user is not None else None,
+        env={key: str(value) for key, value in spec.env.items()},
+        cwd=spec.working_dir,
+        cap_add=list(spec.cap_add),
+        cap_drop=list(spec.cap_drop),
+        group_add=[str(g) for g in spec.group_add],
         read_only=spec.read_only,
-        overlay=spawn.Overlay(layers=layers, upper=overlay_dirs[0], work=overlay_dirs[1]),
-        mounts=tuple(mounts),
         init=spec.init,
-        host_namespaces=host,
+        host_namespaces=tuple(kind for kind, mode in modes if mode == "host"),
     )
 
 

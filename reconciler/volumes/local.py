@@ -207,15 +207,20 @@ class LocalVolumes:
         directory exists but its metadata is missing or unreadable (made by hand, or
         damaged): such a directory is never taken for, or replaced by, a new volume."""
         metadata = os.path.join(self.directory, check_name(name), "volume.json")
-        try:
-            with open(metadata) as handle:
-                record = json.load(handle)
-        except FileNotFoundError:
-            if os.path.lexists(os.path.dirname(metadata)):
-                raise VolumeError(f"{os.path.dirname(metadata)} is not a volume: it has no volume.json") from None
-            raise VolumeNotFoundError(f"no such volume: {name}") from None
-        except (OSError, ValueError) as exc:
-            raise VolumeError(f"volume {name!r}: cannot read {metadata}: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                with open(metadata) as handle:
+                    record = json.load(handle)
+                break
+            except FileNotFoundError:
+                if not os.path.lexists(os.path.dirname(metadata)):
+                    raise VolumeNotFoundError(f"no such volume: {name}") from None
+                # The directory may have been renamed into place (with its volume.json)
+                # between the open and the check: look once more before calling it foreign.
+                if attempt == 2:
+                    raise VolumeError(f"{os.path.dirname(metadata)} is not a volume: it has no volume.json") from None
+            except (OSError, ValueError) as exc:
+                raise VolumeError(f"volume {name!r}: cannot read {metadata}: {exc}") from None
         return self._volume(name, record)
 
     def in_use(self, name: str) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
 
@@ -32,12 +33,6 @@ def our_links() -> set[str]:
 def nft_tables() -> set[str]:
     listing = json.loads(subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, check=True).stdout)
     return {item["table"]["name"] for item in listing["nftables"] if "table" in item}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,16 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry_fixtures import free_port
 from tests.test_cli_containers import REPO, assert_no_mounts_under, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
 
 pytestmark = pytest.mark.requires_root
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fetch(port: int) -> str:

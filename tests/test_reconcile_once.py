@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,20 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
+from tests.test_cli_networks import our_links
 
 pytestmark = pytest.mark.requires_root
-
-
-def our_links() -> set[str]:
-    return {name for name in os.listdir("/sys/class/net") if name.startswith(("rc-", "rv"))}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ask(port: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.request
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
 
@@ -49,12 +49,6 @@ spec:
     healthcheck: {{test: "busybox wget -q -O /dev/null http://127.0.0.1/", interval: 0.2s}}
 """
 HTTPD = '["busybox", "httpd", "-f", "-p", "80", "-h", "/www"]'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Client(threading.Thread):

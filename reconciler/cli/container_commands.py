@@ -290,20 +290,16 @@ def stop(args: argparse.Namespace) -> int:
 
 def rm(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
-    status = cli.EXIT_OK
-    for name in args.names:
-        try:
-            if args.force:
-                runtime.stop(name, grace=0)
-            networks = (runtime.inspect(name).spec or {}).get("networks")
-            runtime.delete(name)
-            if networks:
-                _detach(args, name)
-            print(name)
-        except ContainerError as exc:
-            print(f"reconcile: {exc}", file=sys.stderr)
-            status = cli.EXIT_FAILED
-    return status
+
+    def remove(name: str) -> None:
+        if args.force:
+            runtime.stop(name, grace=0)
+        networks = (runtime.inspect(name).spec or {}).get("networks")
+        runtime.delete(name)
+        if networks:
+            _detach(args, name)
+
+    return _each(args.names, remove)
 
 
 def kill(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from reconciler.images.store import ImageStore
 from reconciler.model.observed import Observed, ObservedObject
 from reconciler.network.manager import NetworkManager
 from reconciler.runtime import health
-from reconciler.runtime.containers import ContainerError, Runtime
+from reconciler.runtime.containers import Runtime
 from reconciler.runtime.state import ContainerState
 from reconciler.state.db import ObjectRecord, StateDB
 from reconciler.volumes.local import LocalVolumes, VolumeError
@@ -35,9 +35,11 @@ def observe(
     present, and ``drifted`` hears of it (``warn``) for the event log."""
     found: list[ObservedObject] = []
     recorded: set[tuple[str, str]] = set()
+    # one look at every container per pass (each is a state file and a /proc read)
+    containers = {state.name: state for state in runtime.containers()}
     for record in db.list_objects():
         recorded.add((record.kind, record.name))
-        if not _exists(record.kind, record.name, record, runtime, networks, volumes, images):
+        if not _exists(record.kind, record.name, record, containers, runtime.root, networks, volumes, images):
             policy = (record.manifest.get("metadata") or {}).get("drift", "heal")
             if policy == "heal":
                 continue
@@ -53,7 +55,7 @@ def observe(
             )
         )
     # made by hand (or by another tool) under a name the manifests may want
-    for state in runtime.containers():
+    for state in containers.values():
         # replicas belong to their service; one a killed pass made but did not record is
         # not "made by hand": left out, so this pass makes it afresh
         if ("Container", state.name) not in recorded and not state.spec.get("service") and not state.spec.get("owner"):
@@ -97,8 +99,8 @@ def wants_restart(state: ContainerState, restart: dict[str, object], now: float 
     return waited >= backoff(state.restart_count)
 
 
-def _unhealthy(runtime: Runtime, name: str) -> bool:
-    checked = health.read_health(runtime.root, name)
+def _unhealthy(root: str, name: str) -> bool:
+    checked = health.read_health(root, name)
     return checked is not None and checked.status == "unhealthy"
 
 
@@ -106,20 +108,20 @@ def _exists(
     kind: str,
     name: str,
     record: ObjectRecord,
-    runtime: Runtime,
+    containers: dict[str, ContainerState],
+    root: str,
     networks: NetworkManager,
     volumes: LocalVolumes,
     images: ImageStore,
 ) -> bool:
     if kind == "Container":
-        try:
-            state = runtime.inspect(name)
-        except ContainerError:
+        state = containers.get(name)
+        if state is None:
             return False
         restart = (record.manifest.get("spec") or {}).get("restart") or {}
         if state.status in ("running", "paused"):
             # unhealthy (the agent's health monitor says so): replaced when its policy restarts it
-            return not (_unhealthy(runtime, name) and str(restart.get("name") or "no") != "no")
+            return not (_unhealthy(root, name) and str(restart.get("name") or "no") != "no")
         return not wants_restart(state, restart)
     if kind == "Network":
         return networks.db.get_network(name) is not None
@@ -136,10 +138,10 @@ def _exists(
         wanted = int((record.manifest.get("spec") or {}).get("replicas", 1))
         running = [
             s
-            for s in runtime.containers()
+            for s in containers.values()
             if (s.spec.get("service") or {}).get("name") == name
             and s.status in ("running", "paused")
-            and not _unhealthy(runtime, s.name)
+            and not _unhealthy(root, s.name)
         ]
         return len(running) >= wanted
     return True

@@ -323,15 +323,22 @@ def test_traffic_leaving_through_another_interface_is_masqueraded(lab: Lab, fw: 
 
 
 def test_an_internal_network_has_no_way_out(lab: Lab, fw: firewall.Firewall) -> None:
-    outside_world(lab)
-    network(lab, fw, 73, internal=True)
-    ns = container(lab, "a", n=1, subnet=73, host=2, primary=False)
-    assert lt.ip_json(ns, "route", "show", "default") == []
-    lab.run(ns, ["ip", "route", "add", "default", "via", "10.213.73.1"])  # even with a route of its own
-    assert lab.run(ns, ["busybox", "nc", "-w", "2", "10.213.75.2", "7777"]).stdout == ""
-    assert lt.ping(lt.addr(73, 2))  # the host still reaches it (not forwarded)
-    fw.remove_network(lt.bridge(73))  # the internal rules were what blocked it
-    assert lab.run(ns, ["busybox", "nc", "-w", "3", "10.213.75.2", "7777"]).stdout == "10.213.73.2"
+    # forwarding on, as on a host with other (non-internal) networks: then only our
+    # internal rules can be what blocks the way out (a fresh host has it off)
+    before = Path(IP_FORWARD).read_text()
+    Path(IP_FORWARD).write_text("1")
+    try:
+        outside_world(lab)
+        network(lab, fw, 73, internal=True)
+        ns = container(lab, "a", n=1, subnet=73, host=2, primary=False)
+        assert lt.ip_json(ns, "route", "show", "default") == []
+        lab.run(ns, ["ip", "route", "add", "default", "via", "10.213.73.1"])  # even with a route of its own
+        assert lab.run(ns, ["busybox", "nc", "-w", "2", "10.213.75.2", "7777"]).stdout == ""
+        assert lt.ping(lt.addr(73, 2))  # the host still reaches it (not forwarded)
+        fw.remove_network(lt.bridge(73))  # the internal rules were what blocked it
+        assert lab.run(ns, ["busybox", "nc", "-w", "3", "10.213.75.2", "7777"]).stdout == "10.213.73.2"
+    finally:
+        Path(IP_FORWARD).write_text(before)
 
 
 def outside_world(lab: Lab) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tarfile
@@ -214,3 +216,73 @@ def test_drift_policies_warn_and_ignore_leave_a_changed_object_alone(engine: dic
         (stack / "objects.yaml").unlink()
         reconcile(engine, "--once", str(stack))
     assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+
+
+def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: dict[str, str], tmp_path: Path) -> None:
+    """The shortcut of ``control.converged``, end to end: taken only when nothing a
+    pass depends on changed, and any change (a manifest, an env file, a new file, a
+    container killed with its monitor, other arguments) gets a full pass that acts."""
+    links_before = our_links()
+    root = Path(engine["RECONCILE_ROOT"])
+    stack = tmp_path / "quick"
+    stack.mkdir()
+    busybox_tarball(stack / "base.tar")
+    (stack / "stack.yaml").write_text("name: quick\n")
+    (stack / "app.env").write_text("MODE=one\n")
+    container = (
+        "spec: {{image: base, init: true, network_mode: none, stop_grace_period: 1s, {extra}command: [sleep, '600']}}\n"
+    )
+    (stack / "objects.yaml").write_text(
+        'apiVersion: reconcile/v1\nkind: Image\nmetadata: {name: base}\nspec: {import: {path: base.tar}, tag: "q:1"}\n'
+        # qa on a bridge: the DNS daemon then holds the state database open too
+        "---\napiVersion: reconcile/v1\nkind: Network\nmetadata: {name: quicknet}\nspec: {subnet: 10.213.102.0/24}\n"
+        "---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qa}\n"
+        + container.format(extra="env_file: [app.env], networks: [quicknet], ").replace("network_mode: none, ", "")
+        + "---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qb}\n"
+        + container.format(extra="")
+    )
+
+    def report(*flags: str, env: dict[str, str] = engine) -> tuple[int, bool, dict[str, str]]:
+        result = reconcile(env, "--once", str(stack), "-o", "json", *flags)
+        document = json.loads(result.stdout)
+        return result.returncode, document["shortcut"], {r["key"]: r["outcome"] for r in document["results"]}
+
+    def state(name: str) -> dict[str, int]:
+        return dict(json.loads((root / "containers" / name / "state.json").read_text()))
+
+    try:
+        assert report()[:2] == (2, False)
+        code, shortcut, first = report()  # the first no-op is a full pass, and records itself
+        assert (code, shortcut) == (0, False) and set(first.values()) == {"unchanged"}
+        assert report() == (0, True, first)
+        assert report("--dry-run")[1] is False
+        assert report(env={**engine, "RECONCILE_NO_SHORTCUT": "1"})[:2] == (0, False)
+        assert report("--no-prune")[:2] == (0, False)  # recorded under other arguments
+
+        (stack / "app.env").write_text("MODE=two\n")  # outside the manifests, read by them
+        code, shortcut, results = report()
+        assert (code, shortcut) == (2, False)
+        assert (results["container/qa"], results["container/qb"]) == ("recreated", "unchanged")
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
+        # killed with its monitor: its state file still says running; /proc does not
+        killed = state("qb")
+        for pid in (killed["monitor_pid"], killed["pid"]):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        code, shortcut, results = report()
+        assert (code, shortcut, results["container/qb"]) == (2, False, "created")
+        assert state("qb")["pid"] != killed["pid"]
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
+        (stack / "more.yaml").write_text(
+            "apiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qc}\n" + container.format(extra="")
+        )
+        code, shortcut, results = report()
+        assert (code, shortcut, results["container/qc"]) == (2, False, "created")
+    finally:
+        for name in ("objects.yaml", "more.yaml"):
+            (stack / name).unlink(missing_ok=True)
+        reconcile(engine, "--once", str(stack))
+    assert reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"
+    assert our_links() == links_before and not (root / "dns.pid").exists()

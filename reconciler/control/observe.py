@@ -29,17 +29,21 @@ def observe(
     images: ImageStore,
     *,
     drifted: list[str] | None = None,
+    later: list[str] | None = None,
 ) -> Observed:
     """What exists. An object found gone or stopped is left out (the plan sets it up
     again), unless its ``metadata.drift`` is ``warn`` or ``ignore``: then it counts as
-    present, and ``drifted`` hears of it (``warn``) for the event log."""
+    present, and ``drifted`` hears of it (``warn``) for the event log. ``later`` hears
+    of exited containers that count as present only until their restart backoff ends
+    (what this pass sees then depends on the time)."""
     found: list[ObservedObject] = []
     recorded: set[tuple[str, str]] = set()
     # one look at every container per pass (each is a state file and a /proc read)
     containers = {state.name: state for state in runtime.containers()}
     for record in db.list_objects():
         recorded.add((record.kind, record.name))
-        if not _exists(record.kind, record.name, record, containers, runtime.root, networks, volumes, images):
+        exists = _exists(record.kind, record.name, record, containers, runtime.root, networks, volumes, images, later)
+        if not exists:
             policy = (record.manifest.get("metadata") or {}).get("drift", "heal")
             if policy == "heal":
                 continue
@@ -113,6 +117,7 @@ def _exists(
     networks: NetworkManager,
     volumes: LocalVolumes,
     images: ImageStore,
+    later: list[str] | None = None,
 ) -> bool:
     if kind == "Container":
         state = containers.get(name)
@@ -122,7 +127,11 @@ def _exists(
         if state.status in ("running", "paused"):
             # unhealthy (the agent's health monitor says so): replaced when its policy restarts it
             return not (_unhealthy(root, name) and str(restart.get("name") or "no") != "no")
-        return not wants_restart(state, restart)
+        if wants_restart(state, restart):
+            return False
+        if later is not None and wants_restart(state, restart, now=float("inf")):
+            later.append(name)
+        return True
     if kind == "Network":
         return networks.db.get_network(name) is not None
     if kind == "Volume":

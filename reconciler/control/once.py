@@ -51,9 +51,57 @@ def run(args: argparse.Namespace) -> int:
 
 def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Result], None] | None = None) -> int:
     """Load, lock, observe, plan, apply. ``report`` prints the plan or results table;
-    ``on_result`` hears of each object as it is done (the agent logs them)."""
+    ``on_result`` hears of each object as it is done (the agent logs them).
+
+    First, unless this is a dry run, the shortcut: when the last pass found nothing
+    to do and nothing it depended on has changed since (``control.converged``), its
+    report is repeated without loading a manifest or observing a container."""
+    from reconciler.control import converged
+
+    started = time.monotonic()
+    key = shortcut_key(args)
+    if not args.dry_run and os.path.exists(os.path.join(args.root, converged.RECORD)):
+        try:
+            with root_lock(args.root, wait=not args.no_wait):
+                recorded = converged.still_converged(args.root, args.directory, key)
+        except BlockingIOError:
+            print(f"reconcile: another pass holds {args.root}/reconcile.lock (--no-wait)", file=sys.stderr)
+            return cli.EXIT_FAILED
+        if recorded is not None:
+            return _report_recorded(args, recorded, started, show=report)
+    loaded = None if args.dry_run else converged.fingerprint(args.root, args.directory, [], key)
+    return _full_pass(args, report=report, on_result=on_result, started=started, key=key, loaded=loaded)
+
+
+def shortcut_key(args: argparse.Namespace) -> dict[str, Any]:
+    """What, besides the inputs, shapes a pass's plan: a record made under other
+    arguments (or by another version) is not used."""
+    from reconciler import __version__
+
+    return {
+        "version": __version__,
+        "directory": os.path.abspath(args.directory),
+        "stack": args.stack,
+        "prune": args.prune,
+        "prune_volumes": args.prune_volumes,
+        "cgroup_parent": args.cgroup_parent,
+    }
+
+
+def _full_pass(
+    args: argparse.Namespace,
+    *,
+    report: bool,
+    on_result: Callable[[Result], None] | None,
+    started: float,
+    key: dict[str, Any],
+    loaded: dict[str, Any] | None,
+) -> int:
+    """The pass itself. ``loaded`` is the fingerprint taken before the manifests were
+    read (None on a dry run): a pass that changes nothing records itself only when the
+    manifests are still those it read."""
     from reconciler.cli.manifest_commands import _load
-    from reconciler.control import apply, drivers, events, observe
+    from reconciler.control import apply, converged, drivers, events, observe
     from reconciler.images import resolve
     from reconciler.images.store import ImageStore
     from reconciler.model.image import Image
@@ -68,9 +116,9 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
 
         events.append(args.root, "invalid", directory=args.directory, action="nothing applied")
         return cli.EXIT_FAILED
-    started = time.monotonic()
     try:
         with root_lock(args.root, wait=not args.no_wait):
+            before = converged.fingerprint(args.root, args.directory, desired.inputs, key)
             images = ImageStore(args.root)
             image_objects = {o.metadata.name: o for o in desired.objects if isinstance(o, Image)}
             desired.image_digests.update(resolve.digests(images, image_objects.values()))
@@ -79,10 +127,15 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
             volumes = LocalVolumes(args.root)
             try:
                 drifted: list[str] = []
-                observed = observe.observe(networks.db, runtime, networks, volumes, images, drifted=drifted)
-                for key in drifted:
-                    events.append(args.root, "drift", key=key, stack=desired.stack, action="reported, not healed")
-                    print(f"reconcile: {key} drifted (drift: warn): not healed", file=sys.stderr)
+                later: list[str] = []
+                observed = observe.observe(
+                    networks.db, runtime, networks, volumes, images, drifted=drifted, later=later
+                )
+                for drifted_key in drifted:
+                    events.append(
+                        args.root, "drift", key=drifted_key, stack=desired.stack, action="reported, not healed"
+                    )
+                    print(f"reconcile: {drifted_key} drifted (drift: warn): not healed", file=sys.stderr)
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
                     return _report(args, plan, None, started, show=report)
@@ -115,12 +168,25 @@ def one_pass(args: argparse.Namespace, *, report: bool, on_result: Callable[[Res
 
                 applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
                 results = applier.apply(plan, desired, observed)
-                return _report(args, plan, results, started, show=report)
+                code = _report(args, plan, results, started, show=report)
+                if code == cli.EXIT_OK and not plan.has_changes and not drifted and not later and loaded:
+                    after = converged.fingerprint(args.root, args.directory, desired.inputs, key)
+                    if _same_manifests(loaded, after, desired.inputs):
+                        converged.record(args.root, before, after, _document(plan, results))
+                        return code
+                converged.forget(args.root)
+                return code
             finally:
                 networks.close()
     except BlockingIOError:
         print(f"reconcile: another pass holds {args.root}/reconcile.lock (--no-wait)", file=sys.stderr)
         return cli.EXIT_FAILED
+
+
+def _same_manifests(loaded: dict[str, Any], after: dict[str, Any], inputs: list[str]) -> bool:
+    """The manifest files now are those the pass read (none added, none changed)."""
+    files: dict[str, Any] = {path: stat for path, stat in after["files"].items() if path not in inputs}
+    return bool(files == loaded["files"])
 
 
 def wait_conditions(objects: list[Any]) -> dict[str, str]:
@@ -172,6 +238,16 @@ def _line(result: Result) -> None:
     print(f"{result.key}: {result.outcome}" + (f": {result.reason}" if result.reason else ""), file=sys.stderr)
 
 
+def _document(plan: Plan, results: list[Result] | None) -> dict[str, Any]:
+    """The machine-readable report of a pass (without its timing)."""
+    return {
+        "stack": plan.stack,
+        "dry_run": results is None,
+        "plan": json.loads(plan.model_dump_json()),
+        "results": [r._asdict() for r in results or []],
+    }
+
+
 def _report(
     args: argparse.Namespace, plan: Plan, results: list[Result] | None, started: float, *, show: bool = True
 ) -> int:
@@ -180,13 +256,7 @@ def _report(
     if not show:
         pass
     elif args.output == "json":
-        document = {
-            "stack": plan.stack,
-            "dry_run": results is None,
-            "plan": json.loads(plan.model_dump_json()),
-            "results": [r._asdict() for r in results or []],
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        document = {**_document(plan, results), "shortcut": False, "seconds": round(time.monotonic() - started, 3)}
         print(json.dumps(document, indent=2))
     elif results is None:
         from reconciler.cli.render import plan_text
@@ -194,11 +264,27 @@ def _report(
 
         print(plan_text(plan, stdout_style(args.color), verbose=False))
     else:
-        counts: dict[str, int] = {}
-        for result in results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to do"
-        print(f"stack {plan.stack}: {summary} in {time.monotonic() - started:.2f}s")
+        _summary(plan.stack, [r.outcome for r in results], started)
     if plan.has_conflicts or failed:
         return cli.EXIT_FAILED
     return EXIT_CHANGED if changed else cli.EXIT_OK
+
+
+def _report_recorded(args: argparse.Namespace, document: dict[str, Any], started: float, *, show: bool) -> int:
+    """The shortcut's report: the recorded pass's, as if this pass had made it."""
+    if not show:
+        pass
+    elif args.output == "json":
+        print(json.dumps({**document, "shortcut": True, "seconds": round(time.monotonic() - started, 3)}, indent=2))
+    else:
+        _summary(document["stack"], [r["outcome"] for r in document["results"]], started, shortcut=True)
+    return cli.EXIT_OK
+
+
+def _summary(stack: str, outcomes: list[str], started: float, *, shortcut: bool = False) -> None:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to do"
+    how = " (nothing changed since the last pass)" if shortcut else ""
+    print(f"stack {stack}: {summary} in {time.monotonic() - started:.2f}s{how}")

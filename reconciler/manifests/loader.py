@@ -7,10 +7,8 @@ anywhere rejects the whole directory: a half-edited commit never partially appli
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +17,7 @@ from ruamel.yaml.nodes import MappingNode, Node
 
 from reconciler.manifests import envfile, yamlnodes
 from reconciler.manifests.errors import InvalidManifests, ManifestError, format_path
+from reconciler.manifests.files import STACK_FILE, manifest_files
 from reconciler.manifests.references import check_references, raw_items_at, written_port_index
 from reconciler.manifests.suggest import did_you_mean, fields_at
 from reconciler.model.common import API_VERSION
@@ -27,8 +26,6 @@ from reconciler.model.manifest import KINDS, Desired, ManifestObject, StackFile,
 
 #: Largest manifest file read (Kubernetes caps an object near 1.5 MiB; a file may hold many).
 MAX_FILE_SIZE = 4 * 1024 * 1024
-STACK_FILE = "stack.yaml"
-SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
@@ -44,6 +41,9 @@ class Document:
     #: only, so one run reports an undefined network even beside a bad memory value.
     salvaged: ManifestObject | None = None
     errors: list[ManifestError] = field(default_factory=list)
+    #: Files outside the manifests that the document read or checked for (env files,
+    #: tarballs, Containerfiles): ``Desired.inputs``.
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def checkable(self) -> ManifestObject | None:
@@ -82,7 +82,8 @@ def load_directory(directory: str, *, stack: str | None = None) -> Desired:
         raise InvalidManifests(errors)
     objects = [d.obj for d in loaded.documents if d.obj is not None]
     sources = {d.label: f"{d.file}:{d.node.start_mark.line + 1}" for d in loaded.documents if d.label}
-    return Desired(stack=loaded.stack, objects=objects, sources=sources)
+    inputs = sorted({path for d in loaded.documents for path in d.inputs})
+    return Desired(stack=loaded.stack, objects=objects, sources=sources, inputs=inputs)
 
 
 def read_directory(directory: str, *, stack: str | None = None) -> Loaded:
@@ -94,7 +95,7 @@ def read_directory(directory: str, *, stack: str | None = None) -> Loaded:
         return loaded
     loaded.stack = stack or _stack_name(directory, loaded.errors)
     found = False
-    for path, problem in _walk(directory):
+    for path, problem in manifest_files(directory):
         found = True
         if problem:
             loaded.errors.append(ManifestError(path, 0, 0, None, None, problem))
@@ -146,51 +147,6 @@ def _parse_single(path: str, doc: Document, errors: list[ManifestError]) -> Any:
     except yamlnodes.YamlProblem as p:
         errors.append(ManifestError(path, p.line, p.column, None, None, p.message))
     return None
-
-
-def _walk(directory: str) -> Iterator[tuple[str, str | None]]:
-    """Manifest files under ``directory`` in a stable order, each with a problem or None.
-
-    Symlinks are followed (checkouts use them) but a directory reached twice through
-    its real path is a loop and is reported, not walked forever.
-    """
-    seen_dirs: set[str] = set()
-
-    def walk(current: str, top: bool) -> Iterator[tuple[str, str | None]]:
-        real = os.path.realpath(current)
-        if real in seen_dirs:
-            yield current, "symlink loop: this directory was already read through another path"
-            return
-        seen_dirs.add(real)
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError as exc:
-            yield current, f"cannot read directory: {exc.strerror}"
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = entry.path
-            try:
-                is_dir = entry.is_dir()
-                is_file = entry.is_file()
-            except OSError as exc:  # is_dir() raises ELOOP; only a missing target reads as False
-                loop = exc.errno == errno.ELOOP
-                yield path, "symlink loop" if loop else f"cannot stat: {exc.strerror}"
-                continue
-            if entry.is_symlink() and not (is_dir or is_file) and entry.name.lower().endswith(SUFFIXES):
-                try:
-                    os.stat(path)
-                except OSError as exc:
-                    loop = exc.errno == errno.ELOOP
-                    yield path, "symlink loop" if loop else f"broken symlink ({exc.strerror})"
-                continue
-            if is_dir:
-                yield from walk(path, False)
-            elif is_file and entry.name.lower().endswith(SUFFIXES) and not (top and entry.name == STACK_FILE):
-                yield path, None
-
-    yield from walk(directory, True)
 
 
 def _compose_file(path: str, errors: list[ManifestError]) -> list[Node] | None:
@@ -363,6 +319,7 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
                 )
             else:
                 candidates = [containerfile] + (["Dockerfile"] if containerfile == "Containerfile" else [])
+                doc.inputs.extend(os.path.join(context, c) for c in candidates)
                 found = [c for c in candidates if os.path.isfile(os.path.join(context, c))]
                 if not found:
                     doc.errors.append(
@@ -374,6 +331,7 @@ def _resolve_files(doc: Document, obj: ManifestObject, base: str) -> ManifestObj
             spec = spec.model_copy(update={"build": build})
         if spec.import_ is not None:
             path = _absolute(base, spec.import_.path)
+            doc.inputs.append(path)
             if not os.path.isfile(path):
                 doc.errors.append(doc.error(("spec", "import", "path"), f"tarball {path} does not exist"))
             spec = spec.model_copy(update={"import_": spec.import_.model_copy(update={"path": path})})
@@ -391,6 +349,7 @@ def _resolve_container(doc: Document, at: tuple[str, ...], spec: ContainerSpec, 
     env: dict[str, str] = {}
     for index, name in enumerate(spec.env_file):
         path = _absolute(base, name)
+        doc.inputs.append(path)
         try:
             env.update(envfile.read(path))
         except envfile.EnvFileError as exc:

@@ -63,3 +63,6 @@ class Desired:
     objects: list[ManifestObject] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     image_digests: dict[str, str] = field(default_factory=dict)
+    #: Files outside the manifests the load read or checked (env files, tarballs,
+    #: Containerfiles): what else, changed, may change the plan.
+    inputs: list[str] = field(default_factory=list)

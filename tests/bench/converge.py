@@ -140,18 +140,31 @@ def objects_in(run: Run) -> int:
     return run.size + 1 + (run.series == "bridge")
 
 
-def cli(run: Run, *args: str, timeout: float = 1800) -> tuple[subprocess.CompletedProcess[str], float]:
+#: Turns off the no-op shortcut (``reconciler.control.converged``): every pass is a full one.
+FULL_PASS = {"RECONCILE_NO_SHORTCUT": "1"}
+
+
+def cli(
+    run: Run, *args: str, timeout: float = 1800, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """``python -m reconciler ARGS`` and its wall time, as a user (or CI) runs it."""
     started = time.perf_counter()
     result = subprocess.run(
-        [PYTHON, "-m", "reconciler", *args], env=run.env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [PYTHON, "-m", "reconciler", *args],
+        env={**run.env, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return result, time.perf_counter() - started
 
 
-def once(run: Run, directory: Path, *flags: str) -> tuple[int, dict[str, Any], float]:
+def once(
+    run: Run, directory: Path, *flags: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], float]:
     """One ``--once`` pass with ``-o json``: exit code, the JSON report, wall seconds."""
-    result, wall = cli(run, "--once", str(directory), "-o", "json", *flags)
+    result, wall = cli(run, "--once", str(directory), "-o", "json", *flags, env=env)
     try:
         report: dict[str, Any] = json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -298,7 +311,8 @@ def phases(run: Run, *, warm: int, profile: bool) -> dict[str, Any]:
     """The phase-timed passes in a fresh interpreter (``PHASES_PROBE``), and its wall."""
     command = [PYTHON, "-c", PHASES_PROBE, str(Path(__file__).resolve()), str(run.directory), str(run.root)]
     command += [run.cgroup_parent, str(warm), "1" if profile else "0"]
-    env = {**run.env, "PYDANTIC_DISABLE_PLUGINS": "__all__"}  # as reconciler.cli.main sets it
+    # as reconciler.cli.main sets it; and the full pass, not the shortcut, is what is broken down
+    env = {**run.env, "PYDANTIC_DISABLE_PLUGINS": "__all__", **FULL_PASS}
     t = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t
@@ -506,7 +520,9 @@ def compose_file(path: Path, size: int, series: str) -> None:
     services = []
     for index in range(size):
         service = f"  c{index:03d}:\n    image: {PEER_IMAGE}\n    command: [sleep, '3600']\n    init: true\n"
-        service += "    stop_grace_period: 100ms\n" + ("    network_mode: none\n" if series == "none" else "")
+        # whole seconds: docker-compose 1.29 sends 100ms as StopTimeout 0.1, which dockerd
+        # refuses (an integer); `down -t 0` does not wait for it anyway
+        service += "    stop_grace_period: 1s\n" + ("    network_mode: none\n" if series == "none" else "")
         services.append(service)
     path.write_text("services:\n" + "".join(services))
 
@@ -901,16 +917,24 @@ PHASES = [
 
 
 def noop_section(args: argparse.Namespace, run: Run) -> str:
-    walls, reported, codes = [], [], set()
-    text_walls = []
+    """No-op passes: the first after the converge (a full pass, which records itself),
+    then ``--noop-runs`` with the shortcut and as many full ones (shortcut off), then
+    the full pass broken down into phases."""
+    code, first_report, first_wall = once(run, run.directory)
+    codes = {code}
+    walls, reported, text_walls, full_walls, shortcuts = [], [], [], [], 0
     for _ in range(args.noop_runs):
         code, report, wall = once(run, run.directory)
         codes.add(code)
         walls.append(wall)
+        shortcuts += bool(report.get("shortcut"))
         reported.append(float(report.get("seconds", 0.0)))
         result, wall = cli(run, "--once", str(run.directory))
         codes.add(result.returncode)
         text_walls.append(wall)
+        result, wall = cli(run, "--once", str(run.directory), env=FULL_PASS)
+        codes.add(result.returncode)
+        full_walls.append(wall)
     start = interpreter_start()
     # cold probes run one pass and exit, as the CLI does (more passes would leave more
     # garbage for the interpreter's shutdown); one more runs the warm passes
@@ -936,6 +960,7 @@ def noop_section(args: argparse.Namespace, run: Run) -> str:
         c["wall"] - start - c["entry"] - c["imports"] - c["runs"][0]["one_pass"] - c["around_cold"] for c in children
     )
     median_wall = statistics.median(text_walls)
+    full_wall = statistics.median(full_walls)
     has_warm = args.warm > 0
     rows = [["interpreter start (`python -c pass`)", ms(start), "-"]]
     rows.append(["import reconciler.cli.main (the CLI entry)", ms(median(c["entry"] for c in children)), "-"])
@@ -953,9 +978,15 @@ def noop_section(args: argparse.Namespace, run: Run) -> str:
         f"## No-op `--once` on the converged {run.size} ({run.series})\n",
         f"`reconcile --once DIR` on the converged stack, {args.noop_runs} runs: wall median **{ms(median_wall)}** "
         f"(min {ms(min(text_walls))}, max {ms(max(text_walls))}); with `-o json` {ms(statistics.median(walls))}, "
-        f"whose `seconds` (lock to report) median {ms(statistics.median(reported))}; exit codes {sorted(codes)}. "
+        f"whose `seconds` median {ms(statistics.median(reported))}; the shortcut (nothing changed since the "
+        f"last converged pass) taken in {shortcuts} of {args.noop_runs}; exit codes {sorted(codes)}. "
         f"Target < 200 ms: **{verdict}**.\n",
-        f"Broken down, median of {args.phase_runs} fresh interpreters that import what the CLI imports (timed), "
+        f"The first no-op pass after the converge is a full one (it records itself for the shortcut): "
+        f"{ms(first_wall)} (`-o json`, shortcut {first_report.get('shortcut')}). With the shortcut off "
+        f"(`RECONCILE_NO_SHORTCUT=1`), every pass is a full one: wall median {ms(full_wall)} "
+        f"(min {ms(min(full_walls))}, max {ms(max(full_walls))}).\n",
+        f"The full pass broken down, median of {args.phase_runs} fresh interpreters that import what the CLI "
+        "imports (timed), "
         "then run `reconciler.control.once.one_pass` once with its phases timed; warm: the median of "
         f"{args.warm} passes after the first in one more such process, as the agent runs them:\n",
         table(["phase", "cold (as the CLI)", "warm (as the agent)"], rows),
@@ -1037,7 +1068,7 @@ def bench_peers(args: argparse.Namespace, base: Path) -> None:
         else:
             up, down, error = compose_run(compose[0], base, size, series)
         rows.append([label, series, str(size), secs(up), ms(up / size), secs(down), error or "ok"])
-        if "Timeout" in error or peer_available():
+        if "timed out" in error.lower() or peer_available():
             say(f"dockerd stopped answering during {series} x{size}: the rest of the peer series skipped.\n")
             break
     say(table(["peer", "network", "containers", "up -d", "per container", "down", "ok"], rows, "lllrrrl"))

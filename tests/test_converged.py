@@ -76,6 +76,7 @@ def test_an_unchanged_host_gets_the_recorded_report_back(host: tuple[Path, Path]
         "remove a volume's data",
         "retag an image",
         "write to the state database",
+        "the DNS daemon restarts",
     ],
 )
 def test_every_input_of_a_pass_invalidates_the_record(host: tuple[Path, Path], change: str) -> None:
@@ -114,6 +115,8 @@ def test_every_input_of_a_pass_invalidates_the_record(host: tuple[Path, Path], c
         replace(root / "images" / "refs.json", '{"a": {}}')
     elif change == "write to the state database":
         (root / "state.db-wal").write_bytes(b"frames")
+    elif change == "the DNS daemon restarts":
+        replace(root / "dns.pid", "4242")
     assert converged.still_converged(str(root), str(directory), KEY) is None
 
 
@@ -158,6 +161,19 @@ def test_a_running_container_whose_process_is_gone_invalidates_the_record(host: 
     finally:
         sleeper.kill()
         sleeper.wait()
+    assert converged.still_converged(str(root), str(directory), KEY) is None
+
+
+def test_a_dns_daemon_that_is_gone_invalidates_the_record(host: tuple[Path, Path]) -> None:
+    root, directory = host
+    daemon = subprocess.Popen(["sleep", "60"])
+    try:
+        (root / "dns.pid").write_text(f"{daemon.pid}\n")
+        assert recorded(root, directory) == REPORT
+        assert converged.still_converged(str(root), str(directory), KEY) == REPORT
+    finally:
+        daemon.kill()
+        daemon.wait()
     assert converged.still_converged(str(root), str(directory), KEY) is None
 
 

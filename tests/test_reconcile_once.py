@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.network import links
+from reconciler.runtime.state import process_start
 from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
@@ -273,6 +275,32 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         code, shortcut, results = report()
         assert (code, shortcut, results["container/qb"]) == (2, False, "created")
         assert state("qb")["pid"] != killed["pid"]
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
+        # the network's bridge deleted by hand: made again, and qa's veth is its port again
+        bridge = links.bridge_name(f"{os.path.abspath(root)}\0quicknet")
+        ports = sorted(os.listdir(f"/sys/class/net/{bridge}/brif"))
+        assert len(ports) == 1
+        subprocess.run(["ip", "link", "del", bridge], check=True)
+        code, shortcut, results = report()
+        assert (code, shortcut, results["network/quicknet"]) == (2, False, "created")
+        assert results["container/qa"] == "unchanged"
+        assert sorted(os.listdir(f"/sys/class/net/{bridge}/brif")) == ports
+        # and the embedded DNS answers on the gateway made anew
+        lookup = reconcile(engine, "exec", "qa", "busybox", "nslookup", "qa.quicknet")
+        assert "10.213.102." in lookup.stdout, lookup.stdout + lookup.stderr
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
+        # the embedded DNS daemon killed: started again
+        dns_pid = int((root / "dns.pid").read_text())
+        os.kill(dns_pid, signal.SIGKILL)
+        time.sleep(0.3)
+        code, shortcut, results = report()
+        assert (code, shortcut, set(results.values())) == (2, False, {"unchanged"})
+        restarted = int((root / "dns.pid").read_text())
+        assert restarted != dns_pid and process_start(restarted)
+        logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
+        assert [e["key"] for e in logged if e["event"] == "healed"] == ["dns"]
         assert report()[:2] == (0, False) and report()[:2] == (0, True)
 
         (stack / "more.yaml").write_text(

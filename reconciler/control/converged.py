@@ -18,6 +18,8 @@ What a full pass's verdict depends on, and what stands for it here:
   its start time in /proc (a container killed with its monitor leaves its state file
   as it was), and each health status read from ``health.json`` (rewritten after
   every probe, so its stat alone would say "changed" every interval);
+- each of our bridges (by name) and the embedded DNS daemon (its pid file, and its
+  process in /proc);
 - the state database (objects, networks, leases) and its WAL (by mtime, not
   ctime: see ``_database``), the volumes
   directory and each volume's, the image references and the blob directory;
@@ -41,8 +43,13 @@ from typing import Any
 from reconciler.manifests.files import STACK_FILE, manifest_files
 from reconciler.runtime.state import process_start
 
+#: ``network.links.BRIDGE_PREFIX`` and ``network.dns.PID_FILE``, not imported: those
+#: modules import pyroute2 and dnslib.
+BRIDGE_PREFIX = "rc-"
+DNS_PID_FILE = "dns.pid"
+
 #: Bumped whenever what the record holds, or what a pass's verdict depends on, changes.
-FORMAT = 1
+FORMAT = 2
 RECORD = "converged.json"
 
 Fingerprint = dict[str, Any]
@@ -89,6 +96,10 @@ def fingerprint(root: str, directory: str, inputs: list[str], key: dict[str, Any
         for name in sorted(os.listdir(volumes_dir)):
             volumes[name] = _stat(os.path.join(volumes_dir, name))
     images = os.path.join(root, "images")
+    try:  # a bridge deleted by hand (other roots' too: that only costs a full pass)
+        bridges = sorted(name for name in os.listdir("/sys/class/net") if name.startswith(BRIDGE_PREFIX))
+    except OSError:
+        bridges = []
     return {
         "format": FORMAT,
         "key": key,
@@ -98,6 +109,8 @@ def fingerprint(root: str, directory: str, inputs: list[str], key: dict[str, Any
         "db": [_database(os.path.join(root, "state.db")), _database(os.path.join(root, "state.db-wal"))],
         "volumes": volumes,
         "images": [_stat(os.path.join(images, "refs.json")), _stat(os.path.join(images, "blobs", "sha256"))],
+        "bridges": bridges,
+        "dns": _stat(os.path.join(root, DNS_PID_FILE)),
     }
 
 
@@ -128,6 +141,11 @@ def record(root: str, before: Fingerprint, after: Fingerprint, report: dict[str,
             return False
         if state.get("status") in ("running", "paused"):
             alive[name] = [int(state.get("pid") or 0), int(state.get("pid_start") or 0)]
+    with contextlib.suppress(OSError, ValueError):  # the embedded DNS daemon, when one runs
+        with open(os.path.join(root, DNS_PID_FILE)) as handle:
+            pid = int(handle.read().strip())
+        if process_start(pid):
+            alive[DNS_PID_FILE] = [pid, process_start(pid)]
     document = {"fingerprint": after, "alive": alive, "report": report}
     temporary = f"{_path(root)}.{os.getpid()}.tmp"
     with open(temporary, "w") as handle:

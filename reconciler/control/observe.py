@@ -133,7 +133,8 @@ def _exists(
             later.append(name)
         return True
     if kind == "Network":
-        return networks.db.get_network(name) is not None
+        network = networks.db.get_network(name)
+        return network is not None and networks.complete(network)
     if kind == "Volume":
         try:
             volumes.get(name)

@@ -136,6 +136,11 @@ def _full_pass(
                         args.root, "drift", key=drifted_key, stack=desired.stack, action="reported, not healed"
                     )
                     print(f"reconcile: {drifted_key} drifted (drift: warn): not healed", file=sys.stderr)
+                # not an object of the plan, but drift all the same
+                healed = not args.dry_run and networks.heal_dns()
+                if healed:
+                    events.append(args.root, "healed", key="dns", stack=desired.stack, action="DNS daemon started")
+                    print("reconcile: the DNS daemon was not running: started again", file=sys.stderr)
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
                     return _report(args, plan, None, started, show=report)
@@ -169,6 +174,8 @@ def _full_pass(
                 applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
                 results = applier.apply(plan, desired, observed)
                 code = _report(args, plan, results, started, show=report)
+                if healed and code == cli.EXIT_OK:
+                    code = EXIT_CHANGED
                 if code == cli.EXIT_OK and not plan.has_changes and not drifted and not later and loaded:
                     after = converged.fingerprint(args.root, args.directory, desired.inputs, key)
                     if _same_manifests(loaded, after, desired.inputs):

@@ -165,6 +165,24 @@ def attach(
     return Endpoint(ifname=ifname, host_ifname=host_ifname, address=address, mac=mac)
 
 
+def enslave(host_ifname: str, bridge: str) -> bool:
+    """Make ``host_ifname`` an up port of ``bridge`` again: a bridge deleted by hand
+    releases its ports (the containers' host veths) without deleting them, so a
+    bridge made anew takes them back. False when the veth is gone too."""
+    for name in (host_ifname, bridge):
+        _check_ifname(name)
+    with _iproute() as ipr:
+        bridge_index = _lookup(ipr, bridge)
+        if bridge_index is None:
+            raise LinkError(f"bridge {bridge} does not exist: ensure the network first")
+        index = _lookup(ipr, host_ifname)
+        if index is None:
+            return False
+        with _netlink(f"attach {host_ifname} to bridge {bridge}"):
+            ipr.link("set", index=index, master=bridge_index, state="up")
+    return True
+
+
 def detach(host_ifname: str) -> None:
     """Delete the host end of a container's veth; its peer in the namespace goes with
     it. A missing link is fine (the namespace, and with it the pair, may be gone)."""

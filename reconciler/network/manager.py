@@ -159,8 +159,13 @@ class NetworkManager:
             raise NetworkError(str(exc)) from None
         assert record.bridge is not None
         gateway_interface = ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.prefixlen}")
+        rebuilt = not self.complete(record)
         links.ensure_bridge(record.bridge, gateway_interface, mtu=record.mtu or 1500)
         self.firewall.ensure_network(record.bridge, record.subnet, internal=record.internal)
+        if rebuilt:  # deleted by hand: its containers' veths are still there, unattached
+            for endpoint in self.db.list_endpoints(network=name):
+                if endpoint.host_ifname:
+                    links.enslave(endpoint.host_ifname, record.bridge)
         if self.dns:
             from reconciler.network import dns
 
@@ -202,10 +207,34 @@ class NetworkManager:
 
     def ensure_default(self) -> NetworkRecord:
         record = self.db.get_network(DEFAULT_NETWORK)
-        return record if record is not None and self._complete(record) else self.create(DEFAULT_NETWORK)
+        return record if record is not None and self.complete(record) else self.create(DEFAULT_NETWORK)
 
-    def _complete(self, record: NetworkRecord) -> bool:
+    def complete(self, record: NetworkRecord) -> bool:
+        """Whether the network's bridge exists: one deleted by hand is drift, which
+        ``create`` repairs."""
         return bool(record.bridge) and os.path.exists(f"/sys/class/net/{record.bridge}")
+
+    def heal_dns(self) -> bool:
+        """Start the embedded DNS daemon again if networks exist and it does not run
+        (killed by hand, or by the OOM killer); True when it had to. A look at its pid
+        file and /proc first, so a pass where it runs imports nothing more."""
+        if not self.dns or not self.db.list_networks():
+            return False
+        from reconciler.runtime.state import process_start
+
+        try:
+            with open(os.path.join(self.root, "dns.pid")) as handle:  # dns.PID_FILE
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and process_start(pid):
+            return False
+        from reconciler.network import dns
+
+        if dns.running_pid(self.root) is not None:
+            return False
+        dns.ensure_daemon(self.root, port=self.dns_port)
+        return True
 
     # --- containers -------------------------------------------------------
 
@@ -227,7 +256,7 @@ class NetworkManager:
             endpoints = []
             for index, attachment in enumerate(attachments):
                 record = self.get(attachment.network)
-                if record.bridge is None or not self._complete(record):
+                if record.bridge is None or not self.complete(record):
                     record = self.create(record.name)  # a network whose bridge was lost (reboot): made again
                 assert record.bridge is not None
                 with self.db.transaction():

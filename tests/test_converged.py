@@ -150,30 +150,23 @@ def test_a_write_ahead_log_chowned_but_not_written_keeps_the_record(host: tuple[
     assert converged.still_converged(str(root), str(directory), KEY) == REPORT
 
 
-def test_a_running_container_whose_process_is_gone_invalidates_the_record(host: tuple[Path, Path]) -> None:
-    """Its monitor killed with it, nobody rewrote the state file: /proc tells."""
+@pytest.mark.parametrize("whose", ["a running container's pid 1", "the DNS daemon"])
+def test_a_process_that_is_gone_invalidates_the_record(host: tuple[Path, Path], whose: str) -> None:
+    """Killed with its monitor, nobody rewrote the container's state file (nor the
+    daemon's pid file): /proc tells."""
     root, directory = host
-    sleeper = subprocess.Popen(["sleep", "60"])
+    process = subprocess.Popen(["sleep", "60"])
     try:
-        state = {"name": "a", "status": "running", "pid": sleeper.pid, "pid_start": process_start(sleeper.pid)}
-        replace(root / "containers" / "a" / "state.json", json.dumps(state))
-        assert recorded(root, directory) == REPORT
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert converged.still_converged(str(root), str(directory), KEY) is None
-
-
-def test_a_dns_daemon_that_is_gone_invalidates_the_record(host: tuple[Path, Path]) -> None:
-    root, directory = host
-    daemon = subprocess.Popen(["sleep", "60"])
-    try:
-        (root / "dns.pid").write_text(f"{daemon.pid}\n")
+        if whose == "the DNS daemon":
+            (root / "dns.pid").write_text(f"{process.pid}\n")
+        else:
+            state = {"name": "a", "status": "running", "pid": process.pid, "pid_start": process_start(process.pid)}
+            replace(root / "containers" / "a" / "state.json", json.dumps(state))
         assert recorded(root, directory) == REPORT
         assert converged.still_converged(str(root), str(directory), KEY) == REPORT
     finally:
-        daemon.kill()
-        daemon.wait()
+        process.kill()
+        process.wait()
     assert converged.still_converged(str(root), str(directory), KEY) is None
 
 

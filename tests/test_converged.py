@@ -120,6 +120,15 @@ def test_every_input_of_a_pass_invalidates_the_record(host: tuple[Path, Path], c
     assert converged.still_converged(str(root), str(directory), KEY) is None
 
 
+def test_the_same_directory_named_relatively_gets_the_record(
+    host: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, directory = host
+    assert recorded(root, directory) == REPORT
+    monkeypatch.chdir(directory.parent)
+    assert converged.still_converged(str(root), directory.name, KEY) == REPORT
+
+
 def test_a_probe_that_keeps_the_health_status_keeps_the_record(host: tuple[Path, Path]) -> None:
     """health.json is rewritten after every probe: only its status counts."""
     root, directory = host

@@ -81,7 +81,9 @@ def _health_status(path: str) -> str | None:
 
 
 def fingerprint(root: str, directory: str, inputs: list[str], key: dict[str, Any]) -> Fingerprint:
-    """What a pass over ``directory`` on ``root`` depends on, as stats and statuses."""
+    """What a pass over ``directory`` on ``root`` depends on, as stats and statuses
+    (paths made absolute: ``--once DIR`` from another working directory is the same)."""
+    directory = os.path.abspath(directory)
     files = [os.path.join(directory, STACK_FILE)] + [path for path, _ in manifest_files(directory)]
     containers_dir = os.path.join(root, "containers")
     containers: dict[str, list[Any]] = {}

@@ -1,7 +1,8 @@
 """The runnable example stack, end to end (root, real kernel): examples/web (three
 httpd replicas behind a published port serving what a one-shot container wrote into
 a named volume, on a network) converges with --once (exit 2), serves the page, a
-second --once does nothing (exit 0), --dry-run touches nothing, and it goes away."""
+second --once does nothing (exit 0), --dry-run touches nothing, the published port
+comes back after our nftables table is dropped, and it goes away."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.network.manager import table_for
 from tests.registry_fixtures import free_port
 from tests.test_cli_containers import REPO, assert_no_mounts_under, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
@@ -53,6 +55,14 @@ def test_the_web_example_converges_serves_and_goes_away(engine: dict[str, str], 
         second = reconcile(engine, "--once", str(stack), "-o", "json")
         assert second.returncode == 0, second.stderr
         assert {r["outcome"] for r in json.loads(second.stdout)["results"]} == {"unchanged"}
+
+        # a firewall reload drops our table: the next pass puts the service's port back
+        subprocess.run(["nft", "delete", "table", "inet", table_for(engine["RECONCILE_ROOT"])], check=True)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3)
+        healed = reconcile(engine, "--once", str(stack))
+        assert healed.returncode == 2 and "service/web: firewall rules put back" in healed.stderr, healed.stderr
+        assert fetch(port) == "<h1>hello from reconcile</h1>\n"
     finally:
         manifest.unlink()
         reconcile(engine, "--once", str(stack), "--prune-volumes")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.network import links
+from reconciler.network.manager import table_for
 from reconciler.runtime.state import process_start
 from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
@@ -86,6 +87,15 @@ spec:
   networks: [shopnet]
 """
     (directory / "objects.yaml").write_text(objects)
+
+
+def rule_handle(table: str, comment: str) -> str:
+    """The handle of the first rule of ``table``'s prerouting chain with ``comment``."""
+    listing = subprocess.run(
+        ["nft", "-j", "list", "chain", "inet", table, "prerouting"], capture_output=True, text=True
+    )
+    rules = [item["rule"] for item in json.loads(listing.stdout)["nftables"] if "rule" in item]
+    return str(next(rule["handle"] for rule in rules if rule.get("comment") == comment))
 
 
 def once(env: dict[str, str], directory: Path, *flags: str) -> tuple[int, dict[str, str]]:
@@ -226,6 +236,7 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
     container killed with its monitor, other arguments) gets a full pass that acts."""
     links_before = our_links()
     root = Path(engine["RECONCILE_ROOT"])
+    port = free_port()
     stack = tmp_path / "quick"
     stack.mkdir()
     busybox_tarball(stack / "base.tar")
@@ -239,7 +250,9 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         # qa on a bridge: the DNS daemon then holds the state database open too
         "---\napiVersion: reconcile/v1\nkind: Network\nmetadata: {name: quicknet}\nspec: {subnet: 10.213.102.0/24}\n"
         "---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qa}\n"
-        + container.format(extra="env_file: [app.env], networks: [quicknet], ").replace("network_mode: none, ", "")
+        + container.format(extra=f"env_file: [app.env], networks: [quicknet], ports: ['{port}:80'], ").replace(
+            "network_mode: none, ", ""
+        )
         + "---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qb}\n"
         + container.format(extra="")
     )
@@ -302,6 +315,27 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
         assert [e["key"] for e in logged if e["event"] == "healed"] == ["dns"]
         assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
+        # our nftables table dropped (a firewall reload): the network's rules and qa's
+        # published port put back
+        table = table_for(str(root))
+
+        def comments() -> set[str]:
+            listing = subprocess.run(["nft", "-j", "list", "table", "inet", table], capture_output=True, text=True)
+            items = json.loads(listing.stdout)["nftables"] if listing.returncode == 0 else []
+            return {item["rule"].get("comment", "") for item in items if "rule" in item}
+
+        rules = comments()
+        assert "ctr.qa" in rules and f"net:{bridge}:masquerade" in rules
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+        code, shortcut, results = report()
+        assert (code, shortcut, set(results.values())) == (2, False, {"unchanged"})
+        assert comments() == rules
+        logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
+        assert [e["key"] for e in logged if e["event"] == "healed"] == ["dns", "network/quicknet", "container/qa"]
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+        subprocess.run(["nft", "delete", "rule", "inet", table, "prerouting", "handle", rule_handle(table, "ctr.qa")])
+        assert report()[:2] == (2, False) and "ctr.qa" in comments()  # one rule deleted by hand
 
         (stack / "more.yaml").write_text(
             "apiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qc}\n" + container.format(extra="")

@@ -18,8 +18,9 @@ What a full pass's verdict depends on, and what stands for it here:
   its start time in /proc (a container killed with its monitor leaves its state file
   as it was), and each health status read from ``health.json`` (rewritten after
   every probe, so its stat alone would say "changed" every interval);
-- each of our bridges (by name) and the embedded DNS daemon (its pid file, and its
-  process in /proc);
+- each of our bridges (by name), our nftables table (a digest of its listing, when
+  bridges exist) and the embedded DNS daemon (its pid file, and its process in
+  /proc);
 - the state database (objects, networks, leases) and its WAL (by mtime, not
   ctime: see ``_database``), the volumes
   directory and each volume's, the image references and the blob directory;
@@ -49,7 +50,7 @@ BRIDGE_PREFIX = "rc-"
 DNS_PID_FILE = "dns.pid"
 
 #: Bumped whenever what the record holds, or what a pass's verdict depends on, changes.
-FORMAT = 2
+FORMAT = 3
 RECORD = "converged.json"
 
 Fingerprint = dict[str, Any]
@@ -113,7 +114,26 @@ def fingerprint(root: str, directory: str, inputs: list[str], key: dict[str, Any
         "images": [_stat(os.path.join(images, "refs.json")), _stat(os.path.join(images, "blobs", "sha256"))],
         "bridges": bridges,
         "dns": _stat(os.path.join(root, DNS_PID_FILE)),
+        "firewall": _firewall(root) if bridges else None,
     }
+
+
+def _firewall(root: str) -> str:
+    """A digest of our nftables table as the kernel lists it (a firewall reload that
+    dropped it, or a rule deleted by hand, changes it). Only looked at when bridges
+    exist: it costs a process (``nft``, a few ms)."""
+    import hashlib
+    import subprocess
+
+    from reconciler.network.manager import table_for
+
+    try:
+        listing = subprocess.run(
+            ["nft", "-j", "list", "table", "inet", table_for(root)], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unreadable: {exc}"
+    return hashlib.sha256(listing.stdout + listing.stderr).hexdigest()
 
 
 def _path(root: str) -> str:

@@ -10,10 +10,11 @@ creates it again; that is how drift heals.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from reconciler.images.store import ImageStore
 from reconciler.model.observed import Observed, ObservedObject
-from reconciler.network.manager import NetworkManager
+from reconciler.network.manager import NetworkManager, PortMapping
 from reconciler.runtime import health
 from reconciler.runtime.containers import Runtime
 from reconciler.runtime.state import ContainerState
@@ -71,6 +72,57 @@ def observe(
         if ("Volume", volume.name) not in recorded and not volume.anonymous:
             found.append(ObservedObject(kind="Volume", name=volume.name, owner=None))
     return Observed(objects=found)
+
+
+def published_ports(
+    db: StateDB, runtime: Runtime, networks: NetworkManager, *, keys: dict[str, str] | None = None
+) -> dict[str, tuple[str, list[PortMapping]]]:
+    """The published ports the applied objects should have now (firewall owner →
+    address, ports): each running Container's fixed host ports to its first address,
+    each Service's to its first running replica that is not unhealthy (the one a
+    rollout would pick). What ``NetworkManager.heal_firewall`` puts back. ``keys``
+    hears each owner's object key (``container/web``), for reports."""
+    from reconciler.control.services import owner as service_owner
+    from reconciler.network.manager import rule_owner
+
+    def mappings(spec: dict[str, Any]) -> list[PortMapping]:
+        return [
+            PortMapping(int(p["host_port"]), int(p["container_port"]), p.get("protocol", "tcp"), p.get("host_ip"))
+            for p in spec.get("ports") or []
+            if p.get("host_port")
+        ]
+
+    def address(container: str) -> str | None:
+        endpoints = networks.db.list_endpoints(container=container)
+        return str(min(endpoints, key=lambda e: e.ifname).address) if endpoints else None
+
+    wanted: dict[str, tuple[str, list[PortMapping]]] = {}
+    states: list[ContainerState] | None = None  # read only when a Service publishes ports
+    for record in db.list_objects():
+        spec = record.manifest.get("spec") or {}
+        if record.kind == "Container" and (ports := mappings(spec)):
+            running = runtime.store.read(record.name)
+            where = address(record.name) if running is not None and running.status == "running" else None
+            owner = rule_owner(record.name)
+        elif record.kind == "Service" and (ports := mappings(spec.get("template") or {})):
+            states = runtime.containers() if states is None else states
+            replicas = sorted(
+                (
+                    s.name
+                    for s in states
+                    if s.status == "running" and (s.spec.get("service") or {}).get("name") == record.name
+                ),
+                key=lambda name: (len(name), name),
+            )
+            serving = next((r for r in replicas if not _unhealthy(runtime.root, r)), None)
+            where, owner = (address(serving) if serving else None), service_owner(record.name)
+        else:
+            continue
+        if where:
+            wanted[owner] = (where, ports)
+            if keys is not None:
+                keys[owner] = f"{record.kind.lower()}/{record.name}"
+    return wanted
 
 
 #: Crash-loop backoff: the first restart is at once, then 0.5 s doubling up to 5 minutes.

@@ -136,11 +136,8 @@ def _full_pass(
                         args.root, "drift", key=drifted_key, stack=desired.stack, action="reported, not healed"
                     )
                     print(f"reconcile: {drifted_key} drifted (drift: warn): not healed", file=sys.stderr)
-                # not an object of the plan, but drift all the same
-                healed = not args.dry_run and networks.heal_dns()
-                if healed:
-                    events.append(args.root, "healed", key="dns", stack=desired.stack, action="DNS daemon started")
-                    print("reconcile: the DNS daemon was not running: started again", file=sys.stderr)
+                # not objects of the plan, but drift all the same
+                healed = [] if args.dry_run else _heal_below_objects(args.root, desired.stack, runtime, networks)
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
                     return _report(args, plan, None, started, show=report)
@@ -188,6 +185,21 @@ def _full_pass(
     except BlockingIOError:
         print(f"reconcile: another pass holds {args.root}/reconcile.lock (--no-wait)", file=sys.stderr)
         return cli.EXIT_FAILED
+
+
+def _heal_below_objects(root: str, stack: str, runtime: Any, networks: Any) -> list[str]:
+    """The embedded DNS daemon and our nftables rules, put back if they are gone."""
+    from reconciler.control import events, observe
+
+    healed = ["dns"] if networks.heal_dns() else []
+    keys: dict[str, str] = {}
+    wanted = observe.published_ports(networks.db, runtime, networks, keys=keys)
+    healed += [keys.get(owner, owner) for owner in networks.heal_firewall(wanted)]
+    for key in healed:
+        what = "DNS daemon started" if key == "dns" else "firewall rules put back"
+        events.append(root, "healed", key=key, stack=stack, action=what)
+        print(f"reconcile: {key}: {what} (they were gone)", file=sys.stderr)
+    return healed
 
 
 def _same_manifests(loaded: dict[str, Any], after: dict[str, Any], inputs: list[str]) -> bool:

@@ -72,6 +72,8 @@ _CHAINS: dict[str, Json] = {
     "postrouting": {"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"},
 }
 _BRIDGES_SET = "bridges"
+#: Each published port is one DNAT rule in each of these chains.
+PUBLISH_CHAINS = ("prerouting", "output")
 
 
 class FirewallError(Exception):
@@ -309,7 +311,7 @@ class Firewall:
             destination = [_match(_payload("ip", "daddr"), str(port.host_ip))]
         matches = [*destination, _match(_payload(port.protocol, "dport"), port.host_port)]
         dnat = {"dnat": {"family": "ip", "addr": str(port.container_ip), "port": port.container_port}}
-        return [{"add": {"rule": self._rule(chain, owner, matches, dnat)}} for chain in ("prerouting", "output")]
+        return [{"add": {"rule": self._rule(chain, owner, matches, dnat)}} for chain in PUBLISH_CHAINS]
 
     def _rule(self, chain: str, comment: str, matches: list[Json], verdict: Json) -> Json:
         return {

@@ -214,6 +214,35 @@ class NetworkManager:
         ``create`` repairs."""
         return bool(record.bridge) and os.path.exists(f"/sys/class/net/{record.bridge}")
 
+    def heal_firewall(self, published: dict[str, tuple[str, list[PortMapping]]]) -> list[str]:
+        """Put back what is missing from our nftables table (a firewall reload or ``nft
+        flush ruleset`` drops it, and with it masquerade and every published port):
+        the rules of each network whose bridge exists, and the ports in ``published``
+        (owner → address, ports) of each owner missing any of its rules. One listing
+        of the table when nothing is missing. What was put back, for the event log."""
+        from reconciler.network.firewall import PUBLISH_CHAINS
+
+        records = [record for record in self.db.list_networks() if record.bridge and self.complete(record)]
+        if not records:
+            return []
+        rules = self.firewall.rules()
+        networks = {rule.comment.split(":")[1] for rule in rules if rule.comment.startswith("net:")}
+        counts: dict[str, int] = {}
+        for rule in rules:
+            if rule.published:
+                counts[rule.comment] = counts.get(rule.comment, 0) + 1
+        healed = []
+        for record in records:
+            assert record.bridge is not None
+            if record.bridge not in networks:
+                self.firewall.ensure_network(record.bridge, record.subnet, internal=record.internal)
+                healed.append(f"network/{record.name}")
+        for owner, (address, ports) in sorted(published.items()):
+            if ports and counts.get(owner, 0) != len(PUBLISH_CHAINS) * len(ports):
+                self.publish(owner, address, ports)
+                healed.append(owner)
+        return healed
+
     def heal_dns(self) -> bool:
         """Start the embedded DNS daemon again if networks exist and it does not run
         (killed by hand, or by the OOM killer); True when it had to. A look at its pid

@@ -337,6 +337,13 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         subprocess.run(["nft", "delete", "rule", "inet", table, "prerouting", "handle", rule_handle(table, "ctr.qa")])
         assert report()[:2] == (2, False) and "ctr.qa" in comments()  # one rule deleted by hand
 
+        # healing that fails (no nft on PATH) is reported and fails the pass; nothing else changes
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+        no_nft = {**engine, "PATH": "/nonexistent", "RECONCILE_NO_SHORTCUT": "1"}
+        result = reconcile(no_nft, "--once", str(stack))
+        assert result.returncode == 1 and "could not heal" in result.stderr, result.stderr
+        assert report()[:2] == (2, False) and comments() == rules
+
         (stack / "more.yaml").write_text(
             "apiVersion: reconcile/v1\nkind: Container\nmetadata: {name: qc}\n" + container.format(extra="")
         )

@@ -137,7 +137,9 @@ def _full_pass(
                     )
                     print(f"reconcile: {drifted_key} drifted (drift: warn): not healed", file=sys.stderr)
                 # not objects of the plan, but drift all the same
-                healed = [] if args.dry_run else _heal_below_objects(args.root, desired.stack, runtime, networks)
+                healed, heal_failed = (
+                    ([], False) if args.dry_run else _heal_below_objects(args.root, desired.stack, runtime, networks)
+                )
                 plan = make_plan(desired, observed, prune=args.prune, prune_volumes=args.prune_volumes)
                 if args.dry_run:
                     return _report(args, plan, None, started, show=report)
@@ -171,7 +173,9 @@ def _full_pass(
                 applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
                 results = applier.apply(plan, desired, observed)
                 code = _report(args, plan, results, started, show=report)
-                if healed and code == cli.EXIT_OK:
+                if heal_failed:
+                    code = cli.EXIT_FAILED
+                elif healed and code == cli.EXIT_OK:
                     code = EXIT_CHANGED
                 if code == cli.EXIT_OK and not plan.has_changes and not drifted and not later and loaded:
                     after = converged.fingerprint(args.root, args.directory, desired.inputs, key)
@@ -187,19 +191,27 @@ def _full_pass(
         return cli.EXIT_FAILED
 
 
-def _heal_below_objects(root: str, stack: str, runtime: Any, networks: Any) -> list[str]:
-    """The embedded DNS daemon and our nftables rules, put back if they are gone."""
+def _heal_below_objects(root: str, stack: str, runtime: Any, networks: Any) -> tuple[list[str], bool]:
+    """The embedded DNS daemon and our nftables rules, put back if they are gone: what
+    was healed, and whether healing failed (the host is then not converged)."""
     from reconciler.control import events, observe
 
-    healed = ["dns"] if networks.heal_dns() else []
-    keys: dict[str, str] = {}
-    wanted = observe.published_ports(networks.db, runtime, networks, keys=keys)
-    healed += [keys.get(owner, owner) for owner in networks.heal_firewall(wanted)]
+    healed: list[str] = []
+    failed = False
+    try:
+        healed += ["dns"] if networks.heal_dns() else []
+        keys: dict[str, str] = {}
+        wanted = observe.published_ports(networks.db, runtime, networks, keys=keys)
+        healed += [keys.get(owner, owner) for owner in networks.heal_firewall(wanted)]
+    except Exception as exc:  # nft or the daemon refused: reported; the objects' pass goes on
+        events.append(root, "heal-failed", stack=stack, reason=str(exc) or type(exc).__name__)
+        print(f"reconcile: could not heal the DNS daemon or firewall rules: {exc}", file=sys.stderr)
+        failed = True
     for key in healed:
         what = "DNS daemon started" if key == "dns" else "firewall rules put back"
         events.append(root, "healed", key=key, stack=stack, action=what)
         print(f"reconcile: {key}: {what} (they were gone)", file=sys.stderr)
-    return healed
+    return healed, failed
 
 
 def _same_manifests(loaded: dict[str, Any], after: dict[str, Any], inputs: list[str]) -> bool:

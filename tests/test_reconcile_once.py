@@ -337,6 +337,12 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         subprocess.run(["nft", "delete", "rule", "inet", table, "prerouting", "handle", rule_handle(table, "ctr.qa")])
         assert report()[:2] == (2, False) and "ctr.qa" in comments()  # one rule deleted by hand
 
+        # forwarding turned off by something else (sysctl --system): turned on again
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("0\n")
+        code, shortcut, _ = report()
+        assert (code, shortcut) == (2, False) and Path("/proc/sys/net/ipv4/ip_forward").read_text() == "1\n"
+        assert report()[:2] == (0, False) and report()[:2] == (0, True)
+
         # healing that fails (no nft on PATH) is reported and fails the pass; nothing else changes
         subprocess.run(["nft", "delete", "table", "inet", table], check=True)
         no_nft = {**engine, "PATH": "/nonexistent", "RECONCILE_NO_SHORTCUT": "1"}

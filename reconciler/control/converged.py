@@ -19,7 +19,7 @@ What a full pass's verdict depends on, and what stands for it here:
   as it was), and each health status read from ``health.json`` (rewritten after
   every probe, so its stat alone would say "changed" every interval);
 - each of our bridges (by name), our nftables table (a digest of its listing, when
-  bridges exist) and the embedded DNS daemon (its pid file, and its process in
+  bridges exist), ``ip_forward`` and the embedded DNS daemon (its pid file, and its process in
   /proc);
 - the state database (objects, networks, leases) and its WAL (by mtime, not
   ctime: see ``_database``), the volumes
@@ -48,9 +48,10 @@ from reconciler.runtime.state import process_start
 #: modules import pyroute2 and dnslib.
 BRIDGE_PREFIX = "rc-"
 DNS_PID_FILE = "dns.pid"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 #: Bumped whenever what the record holds, or what a pass's verdict depends on, changes.
-FORMAT = 3
+FORMAT = 4
 RECORD = "converged.json"
 
 Fingerprint = dict[str, Any]
@@ -115,7 +116,16 @@ def fingerprint(root: str, directory: str, inputs: list[str], key: dict[str, Any
         "bridges": bridges,
         "dns": _stat(os.path.join(root, DNS_PID_FILE)),
         "firewall": _firewall(root) if bridges else None,
+        "ip_forward": _read(IP_FORWARD) if bridges else None,
     }
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
 
 
 def _firewall(root: str) -> str:

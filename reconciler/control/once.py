@@ -208,7 +208,7 @@ def _heal_below_objects(root: str, stack: str, runtime: Any, networks: Any) -> t
         print(f"reconcile: could not heal the DNS daemon or firewall rules: {exc}", file=sys.stderr)
         failed = True
     for key in healed:
-        what = "DNS daemon started" if key == "dns" else "firewall rules put back"
+        what = {"dns": "DNS daemon started", "ip_forward": "forwarding turned on"}.get(key, "firewall rules put back")
         events.append(root, "healed", key=key, stack=stack, action=what)
         print(f"reconcile: {key}: {what} (they were gone)", file=sys.stderr)
     return healed, failed

@@ -198,6 +198,18 @@ class Firewall:
         outward = snapshot.outward_networks()
         return {bridge: bridge not in outward for bridge in sorted(snapshot.bridges)}
 
+    def ensure_forwarding(self) -> bool:
+        """Turn ``ip_forward`` back on if something else turned it off while a network
+        of ours needs it (``sysctl --system`` with a 0 in sysctl.conf does); True when
+        it had to. The value saved when we first turned it on is kept for the end."""
+        with self._locked():
+            if not self._snapshot().outward_networks():
+                return False
+            if self._read_sysctl(("net", "ipv4", "ip_forward")) == "1":
+                return False
+            self._set_forwarding(needed=True)
+            return True
+
     def remove_all(self) -> None:
         """Drop our table and restore ``ip_forward``. Idempotent."""
         with self._locked():

@@ -217,7 +217,8 @@ class NetworkManager:
     def heal_firewall(self, published: dict[str, tuple[str, list[PortMapping]]]) -> list[str]:
         """Put back what is missing from our nftables table (a firewall reload or ``nft
         flush ruleset`` drops it, and with it masquerade and every published port):
-        the rules of each network whose bridge exists, and the ports in ``published``
+        the rules of each network whose bridge exists, ``ip_forward`` when one of them
+        needs it, and the ports in ``published``
         (owner → address, ports) of each owner missing any of its rules. One listing
         of the table when nothing is missing. What was put back, for the event log."""
         from reconciler.network.firewall import PUBLISH_CHAINS
@@ -237,6 +238,8 @@ class NetworkManager:
             if record.bridge not in networks:
                 self.firewall.ensure_network(record.bridge, record.subnet, internal=record.internal)
                 healed.append(f"network/{record.name}")
+        if self.firewall.ensure_forwarding():
+            healed.append("ip_forward")
         for owner, (address, ports) in sorted(published.items()):
             if ports and counts.get(owner, 0) != len(PUBLISH_CHAINS) * len(ports):
                 self.publish(owner, address, ports)

@@ -257,9 +257,12 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         + container.format(extra="")
     )
 
+    healed: list[list[str]] = []
+
     def report(*flags: str, env: dict[str, str] = engine) -> tuple[int, bool, dict[str, str]]:
         result = reconcile(env, "--once", str(stack), "-o", "json", *flags)
         document = json.loads(result.stdout)
+        healed.append(document.get("healed", []))
         return result.returncode, document["shortcut"], {r["key"]: r["outcome"] for r in document["results"]}
 
     def state(name: str) -> dict[str, int]:
@@ -330,7 +333,7 @@ def test_a_no_op_pass_on_a_converged_host_is_answered_from_its_record(engine: di
         subprocess.run(["nft", "delete", "table", "inet", table], check=True)
         code, shortcut, results = report()
         assert (code, shortcut, set(results.values())) == (2, False, {"unchanged"})
-        assert comments() == rules
+        assert healed[-1] == ["network/quicknet", "container/qa"] and comments() == rules
         logged = [json.loads(line) for line in reconcile(engine, "events", "-o", "json").stdout.splitlines()]
         assert [e["key"] for e in logged if e["event"] == "healed"] == ["dns", "network/quicknet", "container/qa"]
         assert report()[:2] == (0, False) and report()[:2] == (0, True)

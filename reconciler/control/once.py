@@ -172,7 +172,7 @@ def _full_pass(
 
                 applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
                 results = applier.apply(plan, desired, observed)
-                code = _report(args, plan, results, started, show=report)
+                code = _report(args, plan, results, started, show=report, healed=healed)
                 if heal_failed:
                     code = cli.EXIT_FAILED
                 elif healed and code == cli.EXIT_OK:
@@ -280,14 +280,21 @@ def _document(plan: Plan, results: list[Result] | None) -> dict[str, Any]:
 
 
 def _report(
-    args: argparse.Namespace, plan: Plan, results: list[Result] | None, started: float, *, show: bool = True
+    args: argparse.Namespace,
+    plan: Plan,
+    results: list[Result] | None,
+    started: float,
+    *,
+    show: bool = True,
+    healed: list[str] | None = None,
 ) -> int:
     failed = [r for r in results or [] if r.outcome in ("failed", "skipped", "conflict")]
     changed = plan.has_changes if results is None else any(r.outcome != "unchanged" for r in results)
     if not show:
         pass
     elif args.output == "json":
-        document = {**_document(plan, results), "shortcut": False, "seconds": round(time.monotonic() - started, 3)}
+        seconds = round(time.monotonic() - started, 3)
+        document = {**_document(plan, results), "healed": healed or [], "shortcut": False, "seconds": seconds}
         print(json.dumps(document, indent=2))
     elif results is None:
         from reconciler.cli.render import plan_text
@@ -306,7 +313,8 @@ def _report_recorded(args: argparse.Namespace, document: dict[str, Any], started
     if not show:
         pass
     elif args.output == "json":
-        print(json.dumps({**document, "shortcut": True, "seconds": round(time.monotonic() - started, 3)}, indent=2))
+        seconds = round(time.monotonic() - started, 3)
+        print(json.dumps({**document, "healed": [], "shortcut": True, "seconds": seconds}, indent=2))
     else:
         _summary(document["stack"], [r["outcome"] for r in document["results"]], started, shortcut=True)
     return cli.EXIT_OK

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -25,22 +24,9 @@ from reconciler.runtime.state import process_start
 from tests.registry_fixtures import free_port
 from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
-from tests.test_cli_networks import our_links
+from tests.test_cli_networks import ask, our_links
 
 pytestmark = pytest.mark.requires_root
-
-
-def ask(port: int) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-                connection.sendall(b"\n")
-                return connection.makefile().readline()
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def write_stack(directory: Path, tarball: Path, port: int, *, worker: str = "3600", with_worker: bool = True) -> None:
@@ -127,7 +113,7 @@ def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path:
         assert code == 2 and reconcile(engine, "ps", "-a", "-o", "json").stdout.strip() == "[]"  # nothing touched
         code, results = once(engine, stack)
         assert code == 2 and set(results.values()) == {"created"}, results
-        first = ask(port)
+        first = ask("127.0.0.1", port)
         assert first.strip()
         code, results = once(engine, stack)
         assert code == 0 and set(results.values()) == {"unchanged"}, results
@@ -152,7 +138,7 @@ def test_a_stack_converges_heals_and_goes_away(engine: dict[str, str], tmp_path:
         assert (
             code == 2 and results["container/shopworker"] == "recreated" and results["container/shopweb"] == "unchanged"
         )
-        assert ask(port) == first  # the web container and its volume's first line are untouched
+        assert ask("127.0.0.1", port) == first  # the web container and its volume's first line are untouched
 
         # dropped from the manifests: pruned
         write_stack(stack, tarball, port, with_worker=False)

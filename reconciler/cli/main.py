@@ -16,13 +16,13 @@ from typing import Any, NoReturn
 
 from reconciler import __version__
 
-DEFAULT_MANIFESTS = "manifests"
+# Exit codes shared by commands, re-exported for the commands' modules.
+from reconciler.exitcodes import EXIT_CHANGES as EXIT_CHANGES
+from reconciler.exitcodes import EXIT_FAILED as EXIT_FAILED
+from reconciler.exitcodes import EXIT_OK as EXIT_OK
+from reconciler.exitcodes import EXIT_USAGE as EXIT_USAGE
 
-# Exit codes shared by commands (documented in README.md; CI depends on them).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CHANGES = 2
-EXIT_USAGE = 64
+DEFAULT_MANIFESTS = "manifests"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,38 @@
+"""``Engine``: the in-process implementation of the engine API.
+
+One object per engine root. Its operation groups (``engine.containers``,
+``engine.images``, ``engine.networks``, ``engine.volumes``, ``engine.stacks``,
+``engine.system``, ``engine.events``) are built on first use, each importing only
+what it needs, so ``reconcile run`` pays for containers alone. The remote client
+(``reconciler.client.remote.RemoteEngine``) has the same groups with the same
+signatures; front ends are written against either.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from reconciler.engine.locks import ObjectLocks
+from reconciler.engine.wiring import EngineConfig, Wiring
+
+if TYPE_CHECKING:
+    from reconciler.engine.containers import Containers
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig.from_environment()
+        self.wiring = Wiring(self.config)
+        self.locks = ObjectLocks()
+        #: Where this engine answers: "local" in-process; the agent sets its socket.
+        self.host = "local"
+
+    @functools.cached_property
+    def containers(self) -> Containers:
+        from reconciler.engine.containers import Containers
+
+        return Containers(self)
+
+    def close(self) -> None:
+        self.wiring.close()

@@ -1,0 +1,142 @@
+"""Containers: what ``run``/``create`` take, what ``ps``, ``logs`` and ``stats`` give."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple, NotRequired, Protocol, Required, TypedDict
+
+
+NamespaceMode = Literal["private", "host"]
+
+
+class RunRequest(TypedDict, total=False):
+    """``docker run``'s flags, by their long names. Paths are the caller's: a remote
+    client resolves relative bind sources (``-v ./data:/d``) before sending."""
+
+    image: Required[str]
+    command: list[str]
+    name: str | None
+    hostname: str | None
+    env: list[str]  # KEY=VALUE
+    user: str | None
+    workdir: str | None
+    entrypoint: str | None  # "" clears the image's
+    read_only: bool
+    cap_add: list[str]
+    cap_drop: list[str]
+    volumes: list[str]  # NAME:/p[:ro], /host:/p[:ro], /p
+    tmpfs: list[str]  # /p[:size=64m,mode=1777]
+    interactive: bool
+    tty: bool
+    init: bool
+    stop_signal: str | None
+    networks: list[str]  # none (default), host, or bridge network names
+    network_aliases: list[str]
+    ip: str | None
+    publish: list[str]  # [IP:]HOST:CONTAINER[/udp]
+    pid: NamespaceMode
+    ipc: NamespaceMode
+    uts: NamespaceMode
+    memory: str | None
+    memory_swap: str | None
+    cpus: str | None
+    cpu_shares: int | None
+    cpuset_cpus: str | None
+    pids_limit: int | None
+    remove: bool  # --rm: gone (with its anonymous volumes) once it exits
+    labels: dict[str, str]
+
+
+class ExecRequest(TypedDict, total=False):
+    command: Required[list[str]]
+    interactive: bool
+    tty: bool
+    env: list[str]
+    workdir: str | None
+    user: str | None
+
+
+class ContainerRef(TypedDict):
+    name: str
+
+
+class ContainerSummary(TypedDict):
+    """One row of ``ps``."""
+
+    name: str
+    status: str  # created, running, paused, exited
+    pid: int
+    exit_code: int | None
+    image: str
+    command: list[str]
+    created: float  # seconds since the epoch
+    stack: NotRequired[str | None]
+
+
+class LogEntry(TypedDict):
+    stream: Literal["stdout", "stderr"]
+    time_ns: int
+    text: str
+
+
+class ContainerStats(TypedDict):
+    name: str
+    memory_usage: int
+    memory_peak: int
+    memory_limit: int | None
+    cpu_seconds: float
+    pids: int
+
+
+class WaitResult(TypedDict):
+    name: str
+    exit_code: int
+
+
+class Stdio(NamedTuple):
+    """File descriptors an attached ``run`` or ``exec`` reads and writes: the caller's
+    own (a terminal, or pipes). In-process they go to the container as they are;
+    through an agent the client pumps them over an upgraded connection."""
+
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+
+
+class ContainersAPI(Protocol):
+    """What every front end may do to containers. Names are container names.
+
+    Lifecycle: ``create`` (status created) → ``start`` (running; a monitor outlives
+    the caller and records the exit) → ``stop``/``kill`` (exited) → ``remove``.
+    ``run`` is create + start; attached (not ``detach``) it waits and returns the
+    exit code, with ``stdio`` connected to the container's process."""
+
+    def create(self, request: RunRequest) -> ContainerRef: ...
+
+    def start(self, name: str) -> ContainerRef: ...
+
+    def run(self, request: RunRequest, stdio: Stdio | None = None, *, detach: bool = False) -> WaitResult: ...
+
+    def stop(self, name: str, *, grace: float = 10.0) -> ContainerRef: ...
+
+    def kill(self, name: str, *, signal: str = "KILL") -> ContainerRef: ...
+
+    def pause(self, name: str) -> ContainerRef: ...
+
+    def unpause(self, name: str) -> ContainerRef: ...
+
+    def remove(self, name: str, *, force: bool = False) -> ContainerRef: ...
+
+    def inspect(self, name: str) -> dict[str, Any]: ...
+
+    def list(self, *, all: bool = False) -> list[ContainerSummary]: ...
+
+    def logs(
+        self, name: str, *, follow: bool = False, tail: int | None = None, since_ns: int | None = None
+    ) -> Iterator[LogEntry]: ...
+
+    def exec(self, name: str, request: ExecRequest, stdio: Stdio | None = None) -> WaitResult: ...
+
+    def stats(self, names: list[str] | None = None) -> list[ContainerStats]: ...
+
+    def wait(self, name: str) -> WaitResult: ...

@@ -30,7 +30,7 @@ ROUTES = (
         body=("request", "containers.RunRequest"),
         query=(("detach", "bool"),),
         result="containers.WaitResult",
-        summary="create and start a container; attached (Upgrade: tcp) it streams its stdio and ends with its exit code",
+        summary="create and start a container; attached (Upgrade: tcp), its stdio streams until its exit code",
     ),
     Route(
         "GET",

@@ -1,0 +1,229 @@
+"""HTTP to an agent over a UNIX socket or TCP (TLS with a client certificate), with
+``http.client`` alone: importing an HTTP library would cost the CLI more than the
+request takes (``../shared/design/PERFORMANCE.md``).
+
+Every method takes an operation name (``containers.list``) and its arguments; the
+route table (``reconciler.wire.routes``) says how they become a request. Errors come
+back as the ``engine.errors`` class the agent raised; an agent that cannot be
+reached is ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote, urlencode
+
+from reconciler.engine import errors
+from reconciler.wire.route import Route, format_query
+
+if TYPE_CHECKING:
+    import ssl
+
+#: Upload bodies are sent in pieces of this size.
+CHUNK = 1 << 16
+
+
+class TLSFiles(NamedTuple):
+    """A client's TLS material for a ``tcp://`` host: the CA that signed the agent's
+    certificate, and the client's own certificate and key (the agent requires one)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+def _routes() -> dict[str, Route]:
+    from reconciler.wire.routes import BY_OP
+
+    return BY_OP
+
+
+class Transport:
+    def __init__(self, host: str, *, tls: TLSFiles | None = None, timeout: float | None = None) -> None:
+        self.host = host
+        self.tls = tls
+        self.timeout = timeout
+        if host.startswith("unix://"):
+            self.socket_path: str | None = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            self.socket_path = None
+            address = host.removeprefix("tcp://").rstrip("/")
+            self.address, _, port = address.rpartition(":")
+            if not self.address or not port.isdigit():
+                raise errors.InvalidRequest(f"invalid host {host!r}: use tcp://HOST:PORT")
+            self.port = int(port)
+        else:
+            raise errors.InvalidRequest(f"invalid host {host!r}: use unix:///PATH or tcp://HOST:PORT")
+
+    # --- connections --------------------------------------------------------
+
+    def connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
+        timeout = self.timeout if timeout is None else timeout
+        if self.socket_path is not None:
+            return UnixConnection(self.socket_path, timeout=timeout)
+        if self.tls is None:
+            return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+        return http.client.HTTPSConnection(self.address, self.port, timeout=timeout, context=self._ssl_context())
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        import ssl
+
+        assert self.tls is not None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls.ca)
+        context.load_cert_chain(self.tls.cert, self.tls.key)
+        context.check_hostname = False  # the agent is named by the CA, not by DNS
+        return context
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | IO[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> http.client.HTTPResponse:
+        """Send one request and return the response once its headers arrived; an
+        error status is raised as its ``EngineError``."""
+        connection = self.connection(timeout)
+        headers = dict(headers or {})
+        try:
+            if body is not None and not isinstance(body, bytes):
+                headers.setdefault("Transfer-Encoding", "chunked")
+                connection.putrequest(method, path)
+                for key, value in headers.items():
+                    connection.putheader(key, value)
+                connection.endheaders()
+                while chunk := body.read(CHUNK):
+                    connection.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                connection.send(b"0\r\n\r\n")
+            else:
+                connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+        except (TimeoutError, ConnectionError, FileNotFoundError, OSError) as exc:
+            connection.close()
+            raise errors.Unavailable(f"cannot reach the agent at {self.host}: {exc.strerror or exc}") from None
+        if response.status >= 400:
+            raw = response.read()
+            connection.close()
+            try:
+                document: Any = json.loads(raw)
+            except ValueError:
+                document = raw.decode(errors="replace")
+            raise errors.from_wire(document, status=response.status)
+        return response
+
+    # --- requests from the route table -------------------------------------
+
+    def _request(self, op: str, kwargs: dict[str, Any]) -> tuple[Route, str, bytes | IO[bytes] | None, dict[str, str]]:
+        route = _routes()[op]
+        path = route.path
+        for name in route.placeholders():
+            path = path.replace("{" + name + "}", quote(str(kwargs.pop(name)), safe=""))
+        body: bytes | IO[bytes] | None = None
+        headers: dict[str, str] = {}
+        if route.body is not None:
+            argument, model = route.body
+            value = kwargs.pop(argument)
+            if "/" in model:  # a media type: the file at this path is the body
+                body = open(value, "rb")  # noqa: SIM115 - closed by the caller after the request
+                headers["Content-Type"] = model
+            else:
+                body = json.dumps(value).encode()
+                headers["Content-Type"] = "application/json"
+        query = [(key, text) for key, value in kwargs.items() if value is not None for text in format_query(value)]
+        unknown = set(kwargs) - {name for name, _ in route.query}
+        if unknown:
+            raise TypeError(f"{op}: unexpected arguments {sorted(unknown)}")
+        if query:
+            path += "?" + urlencode(query)
+        return route, path, body, headers
+
+    def _send(self, op: str, kwargs: dict[str, Any], timeout: float | None = None) -> http.client.HTTPResponse:
+        route, path, body, headers = self._request(op, kwargs)
+        try:
+            return self.open(route.method, path, body=body, headers=headers, timeout=timeout)
+        finally:
+            if body is not None and not isinstance(body, bytes):
+                body.close()
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        """A ``json`` or ``upload`` route: its one JSON document."""
+        response = self._send(op, kwargs)
+        with response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def lines(self, op: str, **kwargs: Any) -> Iterator[Any]:
+        """A ``lines`` route: its items as they arrive. A stream cut by the agent
+        (restarted, killed) ends with ``Unavailable``, never silently."""
+        response = self._send(op, kwargs, timeout=None)
+        with response:
+            yield from _json_lines(response, self.host)
+
+    def progress(self, op: str, progress: Callable[[dict[str, Any]], None] | None = None, **kwargs: Any) -> Any:
+        """A ``progress`` route: progress events to ``progress``, then the result."""
+        response = self._send(op, kwargs, timeout=None)
+        with response:
+            for item in _json_lines(response, self.host):
+                if "progress" in item:
+                    if progress is not None:
+                        progress(item["progress"])
+                elif "result" in item:
+                    return item["result"]
+        raise errors.Unavailable(f"the agent at {self.host} ended the stream before the result")
+
+    def download(self, op: str, destination: IO[bytes], **kwargs: Any) -> None:
+        """A ``download`` route: the body into ``destination``."""
+        response = self._send(op, kwargs, timeout=None)
+        with response:
+            try:
+                while chunk := response.read(CHUNK):
+                    destination.write(chunk)
+            except http.client.IncompleteRead:
+                raise errors.Unavailable(f"the agent at {self.host} ended the download early") from None
+
+    def attach(self, op: str, stdio: Any, **kwargs: Any) -> int:
+        """An ``upgrade`` route: the container's stdio over the hijacked connection;
+        its exit code."""
+        from reconciler.client import attach
+
+        route, path, body, _headers = self._request(op, kwargs)
+        assert body is None or isinstance(body, bytes)
+        request = json.loads(body) if body else {}
+        return attach.run(self, route.method, path, body or b"", stdio=stdio, tty=bool(request.get("tty")))
+
+
+def _json_lines(response: http.client.HTTPResponse, host: str) -> Iterator[Any]:
+    try:
+        for line in response:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if isinstance(item, dict) and set(item) == {"error"}:
+                raise errors.from_wire(item["error"])
+            yield item
+    except (http.client.IncompleteRead, ConnectionError) as exc:
+        raise errors.Unavailable(f"the stream from the agent at {host} was cut: {exc}") from None
+
+
+def default_socket() -> str:
+    return os.environ.get("RECONCILE_SOCKET", "/run/reconcile/reconcile.sock")

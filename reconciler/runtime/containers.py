@@ -14,10 +14,12 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from reconciler.runtime import cgroups, netns, spawn
+from reconciler.runtime import cgroups, netns, process, spawn
 from reconciler.runtime.state import ContainerState, StateStore, process_start
 
 CGROUP_PARENT = "reconcile"
@@ -26,7 +28,24 @@ NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}$")
 
 
 class ContainerError(Exception):
+    """A container operation failed; the subclasses say why, so the engine can answer
+    404, 409 or 400 without reading messages."""
+
+
+class NoSuchContainer(ContainerError):
     pass
+
+
+class ContainerConflict(ContainerError):
+    """It exists already, or is in the wrong state for this verb."""
+
+
+class InvalidContainer(ContainerError):
+    """A bad name or signal."""
+
+
+class StartFailure(ContainerError):
+    """The monitor could not start the container's process (its message says why)."""
 
 
 def _config_from(spec: dict[str, Any]) -> spawn.Config:
@@ -51,12 +70,12 @@ class Runtime:
         before anything is prepared for it, so a process killed while preparing
         leaves a container ``ps -a`` shows and ``rm`` removes, not stray files."""
         if not NAME.match(name):
-            raise ContainerError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            raise InvalidContainer(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         os.makedirs(self.store.directory, exist_ok=True)
         try:
             os.mkdir(self.store.path(name))
         except FileExistsError:
-            raise ContainerError(f"container {name!r} already exists") from None
+            raise ContainerConflict(f"container {name!r} already exists") from None
         self.store.write(ContainerState(name=name))
         return self.store.path(name)
 
@@ -80,7 +99,7 @@ class Runtime:
             self.reserve(name)
             state = ContainerState(name=name)
         elif state.spec:
-            raise ContainerError(f"container {name!r} already exists")
+            raise ContainerConflict(f"container {name!r} already exists")
         if "net" not in config.host_namespaces and config.netns is None:
             # made before the process, so the network layer can wire it first
             handle = self.store.path(name, "netns")
@@ -118,7 +137,7 @@ class Runtime:
         finally:
             os.close(ready_r)
         if message != "ok":
-            raise ContainerError(f"container {name!r} did not start: {message or 'the monitor died'}")
+            raise StartFailure(f"container {name!r} did not start: {message or 'the monitor died'}")
         return self._require(name)
 
     def restart(self, name: str) -> ContainerState:
@@ -127,7 +146,7 @@ class Runtime:
         the last run lasted ten seconds or more (then a crash loop is over)."""
         state = self.inspect(name)
         if state.status in ("running", "paused"):
-            raise ContainerError(f"container {name!r} is {state.status}: stop it first")
+            raise ContainerConflict(f"container {name!r} is {state.status}: stop it first")
         ran = (state.finished_at or 0) - (state.started_at or 0)
         state.restart_count = 0 if ran >= 10 else state.restart_count + 1
         state.status, state.pid, state.pid_start, state.monitor_pid = "created", 0, 0, 0
@@ -139,9 +158,9 @@ class Runtime:
     def _startable(self, name: str) -> ContainerState:
         state = self._require(name)
         if state.status != "created":
-            raise ContainerError(f"container {name!r} is {state.status}, not created")
+            raise ContainerConflict(f"container {name!r} is {state.status}, not created")
         if not state.spec:
-            raise ContainerError(f"container {name!r} was never fully created: remove it and create it again")
+            raise ContainerConflict(f"container {name!r} was never fully created: remove it and create it again")
         # an earlier start killed half-way may have left a cgroup with processes in it
         self._reap(name)
         return state
@@ -167,7 +186,10 @@ class Runtime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(started.pid, signum)
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        # Only the main thread may set handlers: a caller on another thread (an agent
+        # serving an attached run) stops the container with stop or kill instead.
+        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if _in_main_thread() else ()
+        previous = {sig: signal.signal(sig, forward) for sig in forwarded}
         try:
             code = spawn.wait(started)
         finally:
@@ -280,7 +302,7 @@ class Runtime:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         state = self.inspect(name)
         if state.status not in ("running", "paused"):
-            raise ContainerError(f"container {name!r} is not running")
+            raise ContainerConflict(f"container {name!r} is not running")
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, sig)
 
@@ -313,13 +335,32 @@ class Runtime:
         return False
 
     def exec(
-        self, name: str, argv: list[str], *, stdout: int = 1, stderr: int = 2, stdin: int = 0, tty: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        stdout: int = 1,
+        stderr: int = 2,
+        stdin: int = 0,
+        tty: bool = False,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str | None = None,
     ) -> int:
-        """Run ``argv`` in the running container ``name``; its exit code."""
+        """Run ``argv`` in the running container ``name``; its exit code. ``env``
+        (``KEY=VALUE``) is added to the container's, ``cwd`` and ``user`` replace its."""
         state = self.inspect(name)
         if state.status != "running":
-            raise ContainerError(f"container {name!r} is {state.status}, not running")
+            raise ContainerConflict(f"container {name!r} is {state.status}, not running")
         config = exec_config(state, argv, tty=tty)
+        if env:
+            merged = dict(item.partition("=")[::2] for item in (*config.env, *env))
+            config = config._replace(env=[f"{key}={value}" for key, value in merged.items()])
+        if cwd:
+            config = config._replace(cwd=cwd)
+        if user:
+            who = process.resolve_user(f"/proc/{state.pid}/root", user)
+            config = config._replace(uid=who.uid, gid=who.gid, groups=who.groups)
         return spawn.exec_in(state.pid, config, cgroup=self._cgroup(name), stdout=stdout, stderr=stderr, stdin=stdin)
 
     def pause(self, name: str) -> None:
@@ -337,7 +378,7 @@ class Runtime:
     def delete(self, name: str) -> None:
         state = self.inspect(name)
         if state.status in ("running", "paused"):
-            raise ContainerError(f"container {name!r} is {state.status}: stop it first")
+            raise ContainerConflict(f"container {name!r} is {state.status}: stop it first")
         self._reap(name)  # a start killed half-way may have left processes behind
         self._forget(name)
 
@@ -350,8 +391,12 @@ class Runtime:
     def _require(self, name: str) -> ContainerState:
         state = self.store.read(name)
         if state is None:
-            raise ContainerError(f"no such container: {name}")
+            raise NoSuchContainer(f"no such container: {name}")
         return state
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def signal_number(text: str) -> int:
@@ -362,7 +407,7 @@ def signal_number(text: str) -> int:
     try:
         return int(signal.Signals[name])
     except KeyError:
-        raise ContainerError(f"unknown signal {text!r}") from None
+        raise InvalidContainer(f"unknown signal {text!r}") from None
 
 
 def exec_config(state: ContainerState, argv: list[str], *, tty: bool = False) -> spawn.Config:

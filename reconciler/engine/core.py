@@ -18,6 +18,8 @@ from reconciler.engine.wiring import EngineConfig, Wiring
 
 if TYPE_CHECKING:
     from reconciler.engine.containers import Containers
+    from reconciler.engine.networks import Networks
+    from reconciler.engine.volumes import Volumes
 
 
 class Engine:
@@ -33,6 +35,18 @@ class Engine:
         from reconciler.engine.containers import Containers
 
         return Containers(self)
+
+    @functools.cached_property
+    def networks(self) -> Networks:
+        from reconciler.engine.networks import Networks
+
+        return Networks(self)
+
+    @functools.cached_property
+    def volumes(self) -> Volumes:
+        from reconciler.engine.volumes import Volumes
+
+        return Volumes(self)
 
     def close(self) -> None:
         self.wiring.close()

@@ -18,6 +18,7 @@ from reconciler.engine.wiring import EngineConfig, Wiring
 
 if TYPE_CHECKING:
     from reconciler.engine.containers import Containers
+    from reconciler.engine.images import Images
     from reconciler.engine.networks import Networks
     from reconciler.engine.volumes import Volumes
 
@@ -35,6 +36,12 @@ class Engine:
         from reconciler.engine.containers import Containers
 
         return Containers(self)
+
+    @functools.cached_property
+    def images(self) -> Images:
+        from reconciler.engine.images import Images
+
+        return Images(self)
 
     @functools.cached_property
     def networks(self) -> Networks:

@@ -47,7 +47,8 @@ def validating(tp: Any) -> Any:
             converted = _convert(inner)
             marker = typing_extensions.Required if key in tp.__required_keys__ else typing_extensions.NotRequired
             fields[key] = marker[converted]
-        rebuilt = typing_extensions.TypedDict(tp.__name__, fields, total=True)  # type: ignore[operator]
+        make: Any = typing_extensions.TypedDict  # called with a computed name: mypy wants literals
+        rebuilt = make(tp.__name__, fields, total=True)
         rebuilt.__pydantic_config__ = FORBID
         rebuilt.__doc__ = tp.__doc__
         rebuilt.__module__ = tp.__module__

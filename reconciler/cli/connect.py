@@ -1,24 +1,104 @@
-"""Which engine a command talks to.
+"""Which engine a command talks to, decided here once for every command.
 
-For now the in-process engine under ``--root``/``--cgroup-parent``; the remote
-resolution (``--host``, ``$RECONCILE_HOST``, contexts, the default socket) is added
-here, so commands never decide it themselves.
+In order: ``--host`` (``-H``), then ``$RECONCILE_HOST``, then ``--context NAME`` or
+the current context (``reconcile context use``), then the default socket
+(``$RECONCILE_SOCKET``, ``/run/reconcile/reconcile.sock``) if an agent listens
+there, then the in-process engine (the embedded default: no agent needed).
+
+The default socket is tried only for commands on the default root: an agent serves
+its own root, so ``--root /elsewhere`` (or ``$RECONCILE_ROOT``) means this process
+works on that root itself.
+
+The remote path imports the standard library and ``reconciler.client`` only.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import os
+import socket
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.engine.core import Engine
+    from reconciler.client.transport import TLSFiles
+
+DEFAULT_ROOT = "/var/lib/reconcile"
+DEFAULT_SOCKET = "/run/reconcile/reconcile.sock"
 
 
-def engine(args: argparse.Namespace) -> Engine:
-    """The engine for this command's arguments."""
+class Target:
+    """Where the engine is: ``host`` None means in-process."""
+
+    def __init__(self, host: str | None, tls: TLSFiles | None = None, via: str = "local") -> None:
+        self.host, self.tls, self.via = host, tls, via
+
+
+def resolve(args: argparse.Namespace) -> Target:
+    host = getattr(args, "host", None)
+    if host:
+        return Target(host, _tls_flags(args), via="--host")
+    host = os.environ.get("RECONCILE_HOST")
+    if host:
+        return Target(host, _tls_flags(args), via="RECONCILE_HOST")
+    name = getattr(args, "context", None) or os.environ.get("RECONCILE_CONTEXT")
+    from reconciler.client import contexts
+
+    try:
+        name = name or contexts.current()
+        context = contexts.get(name)
+    except contexts.ContextError as exc:
+        from reconciler.engine.errors import InvalidRequest
+
+        raise InvalidRequest(str(exc)) from None
+    if context.get("host"):
+        tls = context.get("tls")
+        files = None
+        if tls:
+            from reconciler.client.transport import TLSFiles
+
+            files = TLSFiles(tls["ca"], tls["cert"], tls["key"])
+        return Target(context["host"], files, via=f"context {name}")
+    if os.path.abspath(getattr(args, "root", DEFAULT_ROOT)) == DEFAULT_ROOT:
+        path = os.environ.get("RECONCILE_SOCKET", DEFAULT_SOCKET)
+        if _listening(path):
+            return Target(f"unix://{path}", via="default socket")
+    return Target(None)
+
+
+def _tls_flags(args: argparse.Namespace) -> TLSFiles | None:
+    files = [getattr(args, f"tls_{key}", None) for key in ("ca", "cert", "key")]
+    if not any(files):
+        return None
+    from reconciler.client.transport import TLSFiles
+    from reconciler.engine.errors import InvalidRequest
+
+    if not all(files):
+        raise InvalidRequest("TLS needs --tls-ca, --tls-cert and --tls-key")
+    return TLSFiles(*files)  # type: ignore[arg-type]
+
+
+def _listening(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def engine(args: argparse.Namespace) -> Any:
+    """The engine for this command's arguments: an ``Engine`` in-process, or a
+    ``RemoteEngine`` with the same operation groups."""
+    target = resolve(args)
+    if target.host is not None:
+        from reconciler.client.remote import RemoteEngine
+
+        return RemoteEngine(target.host, tls=target.tls)
     from reconciler.engine.core import Engine
     from reconciler.engine.wiring import EngineConfig
 
-    root = getattr(args, "root", None)
-    cgroup_parent = getattr(args, "cgroup_parent", None)
-    return Engine(EngineConfig.from_environment(root, cgroup_parent))
+    return Engine(EngineConfig.from_environment(getattr(args, "root", None), getattr(args, "cgroup_parent", None)))

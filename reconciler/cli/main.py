@@ -127,12 +127,23 @@ def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *,
     add("fsck", parents=[engine], help="verify every blob against its digest")
 
 
+def _host_flags(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    """``-H/--host`` and ``--context``, before the command (as docker takes them) or
+    after it; given after, they must not reset what was given before."""
+    default: object = None if top_level else argparse.SUPPRESS
+    parser.add_argument("-H", "--host", default=default, help="the agent to talk to: unix:///PATH or tcp://HOST:PORT")
+    parser.add_argument("--context", default=default, help="talk to the host of this context")
+    for key in ("ca", "cert", "key"):
+        parser.add_argument(f"--tls-{key}", dest=f"tls_{key}", default=default, help=argparse.SUPPRESS)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reconcile",
         description="A declarative container host: manifests in, containers out.",
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
+    _host_flags(parser, top_level=True)
     common = _Parser(add_help=False)
     common.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour output (default: on a TTY)"
@@ -174,6 +185,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         default=os.environ.get("RECONCILE_ROOT", "/var/lib/reconcile"),
         help="state directory (default: $RECONCILE_ROOT or /var/lib/reconcile)",
     )
+    _host_flags(engine, top_level=False)
     engine.add_argument(
         "--cgroup-parent",
         default=os.environ.get("RECONCILE_CGROUP_PARENT", "reconcile"),
@@ -319,12 +331,54 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--timeout", type=float, default=300.0, help="seconds a one-shot or a health gate may take (default 300)"
     )
 
-    agent = sub.add_parser("agent", parents=[common, engine], help="keep the host matching DIR: watch, resync, heal")
-    _manifests_arg(agent)
+    agent = sub.add_parser(
+        "agent",
+        parents=[common, engine],
+        help="the daemon: serve the engine API on a socket; with DIR, also keep the host matching DIR",
+    )
+    agent.add_argument(
+        "directory",
+        nargs="?",
+        default=os.environ.get("RECONCILE_MANIFESTS"),
+        metavar="DIR",
+        help="manifests to keep applied (default: $RECONCILE_MANIFESTS; none: a plain daemon)",
+    )
+    agent.add_argument("--stack", help="stack name (default: stack.yaml, else the directory's name)")
+    agent.add_argument("-o", "--output", choices=("text", "json"), default="text", help=argparse.SUPPRESS)
     agent.add_argument("--resync", type=float, default=30.0, help="seconds between passes without changes (default 30)")
     agent.add_argument("--debounce", type=int, default=400, help="milliseconds of quiet before a change is acted on")
     agent.add_argument("--no-prune", dest="prune", action="store_false", help="keep objects no longer listed")
     agent.add_argument("--prune-volumes", action="store_true", help="also delete volumes no longer listed")
+    agent.add_argument(
+        "--socket",
+        default=os.environ.get("RECONCILE_SOCKET", "/run/reconcile/reconcile.sock"),
+        help="UNIX socket to serve the API on (default: $RECONCILE_SOCKET or /run/reconcile/reconcile.sock)",
+    )
+    agent.add_argument("--group", help="group owning the socket (mode 0660; default: reconcile if it exists)")
+    agent.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="also serve on TCP, with --tls-cert/--tls-key (the agent's) and --tls-ca (clients' certificates' CA)",
+    )
+    agent.add_argument("--insecure-tcp", action="store_true", help="allow --tcp without TLS (warned on every start)")
+    agent.add_argument(
+        "--max-body", type=int, default=4 * 1024 * 1024, help="largest JSON request body in bytes (default 4 MiB)"
+    )
+
+    context = sub.add_parser("context", help="manage contexts: named hosts to talk to (create, ls, use, inspect, rm)")
+    context_sub = context.add_subparsers(dest="context_command", metavar="COMMAND", required=True)
+    create_context = context_sub.add_parser("create", help="name a host")
+    create_context.add_argument("name")
+    create_context.add_argument("--host", dest="context_host", required=True, help="unix:///PATH or tcp://HOST:PORT")
+    create_context.add_argument("--description", default="")
+    for key in ("ca", "cert", "key"):
+        create_context.add_argument(f"--tls-{key}", dest=f"context_tls_{key}")
+    context_sub.add_parser("ls", help="list contexts").add_argument(
+        "-o", "--output", choices=("text", "json"), default="text"
+    )
+    context_sub.add_parser("use", help="make a context the current one").add_argument("name")
+    context_sub.add_parser("inspect", help="show contexts as JSON").add_argument("names", nargs="+", metavar="name")
+    context_sub.add_parser("rm", help="remove contexts").add_argument("names", nargs="+", metavar="name")
 
     status = sub.add_parser("status", parents=[engine], help="what was applied, what exists now, last errors")
     status.add_argument("--stack", help="only this stack")
@@ -408,10 +462,16 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         return command
 
     def agent(args: argparse.Namespace) -> int:
-        from reconciler.control import agent as host_agent
+        from reconciler.api import daemon
 
         gc.enable()  # long-running: collect cycles
-        return host_agent.run(args)
+        args.dry_run, args.no_wait = False, False
+        return daemon.run(args)
+
+    def context(args: argparse.Namespace) -> int:
+        from reconciler.cli import context_commands
+
+        return context_commands.context(args)
 
     def apply_once(args: argparse.Namespace) -> int:
         from reconciler.control import once
@@ -445,6 +505,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "volume": volumes,
         "apply": apply_once,
         "agent": agent,
+        "context": context,
         "status": loop_status("status"),
         "events": loop_status("show_events"),
         "network": networks,

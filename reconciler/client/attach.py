@@ -116,7 +116,7 @@ def _pump(sock: socket.socket, rest: bytes, *, stdio: Any, tty: bool, host: str)
     try:
         if tty and stdin is not None and (size := _terminal_size(stdin)) is not None:
             sock.sendall(framing.pack(framing.RESIZE, json.dumps(size).encode()))
-        watched = [sock, wake_r] + ([stdin] if stdin is not None else [])
+        watched: list[int] = [sock.fileno(), wake_r] + ([stdin] if stdin is not None else [])
         frames = reader.feed(rest)
         while True:
             for stream, payload in frames:
@@ -144,7 +144,7 @@ def _pump(sock: socket.socket, rest: bytes, *, stdio: Any, tty: bool, host: str)
                 else:
                     sock.sendall(framing.pack(framing.STDIN_EOF, b""))
                     watched.remove(stdin)
-            if sock in ready:
+            if sock.fileno() in ready:
                 try:
                     data = sock.recv(65536)
                 except ConnectionError:

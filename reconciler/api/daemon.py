@@ -1,0 +1,143 @@
+"""``reconcile agent``: the daemon. Serves the engine API on a UNIX socket (and
+optionally TCP with mTLS) and, given a manifests directory, also keeps the host
+matching it (the reconcile loop of ``control.agent``, in a thread of its own).
+
+Without a directory it is a plain daemon, like dockerd: every resource is served,
+nothing is reconciled. SIGTERM or SIGINT: stop listening, cut the streams in flight
+(their clients get a clean error), let the current pass finish, exit 0. Containers
+keep running, and the next agent finds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+from reconciler.api import hijack, listen
+from reconciler.api.server import build_app
+from reconciler.exitcodes import EXIT_FAILED, EXIT_OK
+
+log = logging.getLogger("reconcile.api")
+
+#: Seconds in-flight requests get to finish when the agent stops; streams (logs -f,
+#: attached runs) are cut after it.
+SHUTDOWN_GRACE = 1.0
+
+
+class _JSONLines(logging.Formatter):
+    """The agent logs one JSON object per line on stderr, as the reconcile loop does."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "event": "api",
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _log_event(event: str, **fields: object) -> None:
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
+    print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JSONLines())
+    logging.getLogger("reconcile").addHandler(handler)
+    logging.getLogger("reconcile").setLevel(logging.INFO)
+    from reconciler.engine.core import Engine
+    from reconciler.engine.wiring import EngineConfig
+
+    try:
+        lock = listen.agent_lock(args.root)
+        sockets = [listen.unix_socket(args.socket, group=args.group)]
+        tls = None
+        if args.tcp:
+            cert, key, ca = (getattr(args, f"tls_{name}", None) for name in ("cert", "key", "ca"))
+            if cert and key and ca:
+                tls = listen.server_tls(cert=cert, key=key, ca=ca)
+            elif not args.insecure_tcp:
+                raise listen.ListenError(
+                    "--tcp needs --tls-cert, --tls-key and --tls-ca (clients must present a certificate signed by the "
+                    "CA); --insecure-tcp serves plain TCP, which gives root on this host to anyone who can connect"
+                )
+            else:
+                _log_event(
+                    "warning", message=f"serving the API on plain TCP {args.tcp}: anyone who can connect is root"
+                )
+    except listen.ListenError as exc:
+        print(f"reconcile agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    engine = Engine(EngineConfig(args.root, args.cgroup_parent))
+    engine.host = f"unix://{args.socket}"
+    try:
+        tcp = listen.tcp_socket(args.tcp) if args.tcp else None
+    except listen.ListenError as exc:
+        print(f"reconcile agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        asyncio.run(_serve(args, engine, sockets[0], tcp, tls))
+    finally:
+        engine.close()
+        lock.close()
+    return EXIT_OK
+
+
+async def _serve(args: argparse.Namespace, engine: Any, unix: Any, tcp: Any, tls: Any) -> None:
+    from reconciler.api.server import METRICS
+
+    app = build_app(engine, max_body=args.max_body)
+    runner = hijack.Runner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    await web.SockSite(runner, unix).start()
+    if tcp is not None:
+        await web.SockSite(runner, tcp, ssl_context=tls).start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(sig: signal.Signals) -> None:
+        _log_event("stopping", signal=sig.name)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop, sig)
+    stop_loop = threading.Event()
+    reconciler: threading.Thread | None = None
+    if args.directory:
+        from reconciler.control import agent as host_agent
+
+        reconciler = threading.Thread(
+            target=host_agent.serve,
+            args=(args, stop_loop),
+            kwargs={"engine": engine, "on_pass": app[METRICS].observe_pass},
+            name="reconcile-loop",
+            daemon=True,
+        )
+        reconciler.start()
+    _log_event(
+        "listening",
+        socket=args.socket,
+        tcp=args.tcp,
+        tls=tls is not None,
+        directory=args.directory,
+        root=args.root,
+    )
+    await stopping.wait()
+    stop_loop.set()
+    await runner.cleanup()
+    if reconciler is not None:
+        await asyncio.to_thread(reconciler.join)
+    _log_event("stopped")

@@ -1,0 +1,261 @@
+"""Route → handler: each route of the table calls the engine method it names, in a
+worker thread (engine operations block: syscalls, SQLite, subprocesses), so a long
+pull or build never blocks other requests.
+
+Names in paths are checked here, once for every route: a DNS-label-like name, no
+slashes, no ``..`` (a name is a directory under the engine's root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from reconciler.api import models
+from reconciler.engine import errors
+from reconciler.engine.core import Engine
+from reconciler.wire.route import Route, parse_query
+
+#: Names of objects in paths: Docker's container-name grammar.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+#: How long a stream's first item is awaited before its headers go out anyway: an
+#: error at the start (no such container) still gets its status, and ``logs -f`` of
+#: a quiet container still answers at once.
+FIRST_ITEM_WAIT = 0.2
+
+#: Uploads are read in pieces of this size.
+CHUNK = 1 << 16
+
+_END = object()
+
+
+class Context:
+    """What every handler needs: the engine, the thread pool, the limits."""
+
+    def __init__(self, engine: Engine, executor: Executor, *, max_body: int, max_upload: int) -> None:
+        self.engine = engine
+        self.executor = executor
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    async def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: function(*args, **kwargs))
+
+    def method(self, op: str) -> Callable[..., Any]:
+        group, name = op.split(".")
+        return getattr(getattr(self.engine, group), name)  # type: ignore[no-any-return]
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not NAME.match(name):
+        raise errors.InvalidRequest(f"invalid {what} {name!r}: use letters, digits, '_', '.', '-' (no slashes)")
+    return name
+
+
+def _query(request: web.Request, route: Route) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, kind in route.query:
+        if name not in request.query:
+            continue
+        if kind == "list":
+            found[name] = list(request.query.getall(name))
+            continue
+        try:
+            found[name] = parse_query(request.query[name], kind)
+        except ValueError:
+            raise errors.InvalidRequest(
+                f"query parameter {name}: not a valid {kind}: {request.query[name]!r}"
+            ) from None
+    return found
+
+
+async def json_body(request: web.Request, model: str) -> Any:
+    if not request.can_read_body:
+        raise errors.InvalidRequest(f"a JSON body ({model}) is required")
+    raw = await request.read()
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"malformed JSON: {exc}") from None
+    try:
+        return models.adapter(model).validate_python(document)
+    except ValidationError as exc:
+        raise errors.InvalidRequest(f"invalid {model.rpartition('.')[2]}: {models.error_text(exc.errors())}") from None
+
+
+async def spool(request: web.Request, context: Context, directory: str) -> str:
+    """The request body into a file under ``directory`` (at most ``max_upload``
+    bytes); its path. A client that goes away mid-upload leaves nothing behind (the
+    caller removes ``directory``)."""
+    path = os.path.join(directory, "upload")
+    size = 0
+    with open(path, "wb") as handle:
+        while chunk := await request.content.read(CHUNK):
+            size += len(chunk)
+            if size > context.max_upload:
+                raise errors.TooLarge(f"upload larger than the limit of {context.max_upload} bytes")
+            handle.write(chunk)
+    return path
+
+
+def extract(archive: str, directory: str) -> str:
+    """A tar of a directory (a build context, a manifest set) unpacked safely: no
+    absolute paths, no ``..``, no links out, no devices (tarfile's ``data`` filter)."""
+    target = os.path.join(directory, "tree")
+    os.mkdir(target)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise errors.InvalidRequest(f"the uploaded tar could not be read: {exc}") from None
+    return target
+
+
+def bind(route: Route, context: Context) -> Callable[[web.Request], Any]:
+    """The aiohttp handler of ``route``."""
+    function = context.method(route.op)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        kwargs = {name: check_name(request.match_info[name], name) for name in route.placeholders()}
+        kwargs.update(_query(request, route))
+        scratch: str | None = None
+        try:
+            if route.body is not None:
+                argument, model = route.body
+                if "/" in model:  # a media type: spooled (and a tar of a directory, extracted)
+                    scratch = tempfile.mkdtemp(prefix="upload-", dir=context.engine.config.root)
+                    path = await spool(request, context, scratch)
+                    if model == "application/x-tar" and argument in ("directory", "context"):
+                        path = await context.call(extract, path, scratch)
+                    kwargs[argument] = path
+                else:
+                    kwargs[argument] = await json_body(request, model)
+            if route.kind in ("json", "upload"):
+                result = await context.call(function, **kwargs)
+                return web.json_response(result, status=route.status)
+            if route.kind == "lines":
+                return await stream_lines(request, context, function, kwargs)
+            if route.kind == "progress":
+                return await stream_progress(request, context, function, kwargs)
+            if route.kind == "download":
+                return await download(request, context, function, kwargs)
+            raise errors.Internal(f"route {route.op}: kind {route.kind} has no generic handler")
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    handle.__name__ = route.op.replace(".", "_")
+    return handle
+
+
+def _line(item: Any) -> bytes:
+    return json.dumps(item).encode() + b"\n"
+
+
+async def stream_lines(
+    request: web.Request, context: Context, function: Callable[..., Any], kwargs: dict[str, Any]
+) -> web.StreamResponse:
+    iterator: Iterator[Any] = await context.call(lambda: iter(function(**kwargs)))
+    loop = asyncio.get_running_loop()
+    pending = loop.run_in_executor(context.executor, next, iterator, _END)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(pending), FIRST_ITEM_WAIT)  # an early error gets its status
+    if pending.done() and pending.exception() is not None:
+        raise pending.exception()  # type: ignore[misc]
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    try:
+        while True:
+            try:
+                item = await pending
+            except errors.EngineError as exc:
+                await response.write(_line({"error": exc.to_wire()}))
+                break
+            if item is _END:
+                break
+            await response.write(_line(item))
+            pending = loop.run_in_executor(context.executor, next, iterator, _END)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the client went away mid-stream
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            # after the item being waited for: a generator cannot close while running
+            pending.add_done_callback(lambda _: context.executor.submit(close))
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def stream_progress(
+    request: web.Request, context: Context, function: Callable[..., Any], kwargs: dict[str, Any]
+) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def progress(event: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, _line({"progress": event}))
+
+    def work() -> None:
+        try:
+            result = function(progress=progress, **kwargs)
+            loop.call_soon_threadsafe(queue.put_nowait, _line({"result": result}))
+        except errors.EngineError as exc:
+            loop.call_soon_threadsafe(queue.put_nowait, _line({"error": exc.to_wire()}))
+        except Exception as exc:
+            import logging
+
+            logging.getLogger("reconcile.api").exception("%s failed", request.path)
+            failure = errors.Internal(f"internal error: {type(exc).__name__}")
+            loop.call_soon_threadsafe(queue.put_nowait, _line({"error": failure.to_wire()}))
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    job = loop.run_in_executor(context.executor, work)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    gone = False
+    while (line := await queue.get()) is not None:
+        if gone:
+            continue  # the work goes on to its end (a pull half done is resumed next time)
+        try:
+            await response.write(line)
+        except (ConnectionResetError, BrokenPipeError):
+            gone = True
+    await job
+    if not gone:
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+    return response
+
+
+async def download(
+    request: web.Request, context: Context, function: Callable[..., Any], kwargs: dict[str, Any]
+) -> web.StreamResponse:
+    path: str = await context.call(function, **kwargs)
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        response.content_length = os.path.getsize(path)
+        await response.prepare(request)
+        with open(path, "rb") as handle:
+            while chunk := await context.call(handle.read, CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,14 +1,15 @@
-"""``reconcile volume create|ls|inspect|rm|prune``: thin calls on the local volume driver."""
+"""``reconcile volume create|ls|inspect|rm|prune``: thin calls on ``engine.volumes``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 
+from reconciler.cli import connect
 from reconciler.cli import main as cli
-from reconciler.volumes.local import LocalVolumes, Volume, VolumeError
+from reconciler.engine import errors
+from reconciler.engine.models import volumes as models
 
 
 def _fail(message: object) -> int:
@@ -16,49 +17,41 @@ def _fail(message: object) -> int:
     return cli.EXIT_FAILED
 
 
-def _document(volume: Volume) -> dict[str, object]:
-    """The shape of ``docker volume inspect``."""
-    return {
-        "Name": volume.name,
-        "Driver": volume.driver,
-        "Mountpoint": volume.mountpoint,
-        "Labels": volume.labels,
-        "Options": volume.options,
-        "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(volume.created_at)),
-        "Scope": "local",
-        "Retain": volume.retain,
-    }
-
-
 def volume(args: argparse.Namespace) -> int:
-    volumes = LocalVolumes(args.root)
+    engine = connect.engine(args)
     try:
-        if args.volume_command == "create":
-            labels = dict(item.partition("=")[::2] for item in args.label)
-            made = volumes.create(args.name, labels=labels) if args.name else volumes.create_anonymous(labels=labels)
-            print(made.name)
-        elif args.volume_command == "ls":
-            found = volumes.list()
-            if args.output == "json":
-                print(json.dumps([_document(v) for v in found], indent=2))
-            else:
-                print(f"{'DRIVER':<8} VOLUME NAME")
-                for item in found:
-                    print(f"{item.driver:<8} {item.name}")
-        elif args.volume_command == "inspect":
-            print(json.dumps([_document(volumes.get(name)) for name in args.names], indent=2))
-        elif args.volume_command == "rm":
-            status = cli.EXIT_OK
-            for name in args.names:
-                try:
-                    volumes.remove(name, force=args.force)
-                    print(name)
-                except VolumeError as exc:
-                    status = _fail(exc)
-            return status
-        elif args.volume_command == "prune":
-            for name in volumes.prune(all=args.all):
-                print(f"Deleted: {name}")
-    except VolumeError as exc:
-        return _fail(exc)
+        return _run(args, engine.volumes)
+    except errors.EngineError as exc:
+        return _fail(exc.message)
+    finally:
+        engine.close()
+
+
+def _run(args: argparse.Namespace, volumes: models.VolumesAPI) -> int:
+    command = args.volume_command
+    if command == "create":
+        labels = dict(item.partition("=")[::2] for item in args.label)
+        print(volumes.create({"name": args.name or None, "labels": labels})["name"])
+    elif command == "ls":
+        found = volumes.list()
+        if args.output == "json":
+            print(json.dumps([models.inspect_document(v) for v in found], indent=2))
+        else:
+            print(f"{'DRIVER':<8} VOLUME NAME")
+            for item in found:
+                print(f"{item['driver']:<8} {item['name']}")
+    elif command == "inspect":
+        print(json.dumps([volumes.inspect(name) for name in args.names], indent=2))
+    elif command == "rm":
+        status = cli.EXIT_OK
+        for name in args.names:
+            try:
+                volumes.remove(name, force=args.force)
+                print(name)
+            except errors.EngineError as exc:
+                status = _fail(exc.message)
+        return status
+    elif command == "prune":
+        for name in volumes.prune(all=args.all)["removed"]:
+            print(f"Deleted: {name}")
     return cli.EXIT_OK

@@ -1,98 +1,120 @@
 """Image commands: ``pull``, ``push``, ``build``, ``login``, ``logout``, ``images``,
-``tag``, ``history`` and ``image inspect|rm|prune|save|load|fsck``.
+``tag``, ``history`` and ``image import|inspect|rm|prune|save|load|fsck``.
 
-Thin: each turns arguments into one call on the image store, the registry client,
-the archive module or the builder, and renders the result. The registry client
-(httpx) and rich are imported only by the commands that talk to a registry.
+Thin: each turns arguments into one call on ``engine.images`` (in-process or an
+agent's, see ``cli.connect``) and renders the result. rich is imported only to draw
+progress bars on a terminal. ``login``/``logout`` stay here: credentials belong to
+the client, as docker's do; they alone talk to a registry from the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
+from reconciler.cli import connect
 from reconciler.cli import main as cli
-from reconciler.images.store import Image, ImageError, ImageStore, normalize
+from reconciler.engine import errors
+from reconciler.engine.models import images as models
 from reconciler.model import quantities
-from reconciler.runtime.state import StateStore
+
+Command = Callable[[argparse.Namespace, models.ImagesAPI], int]
 
 
-def _fail(message: object) -> int:
+def _fail(message: object, exit_code: int | None = None) -> int:
     print(f"reconcile: {message}", file=sys.stderr)
-    return cli.EXIT_FAILED
+    return exit_code if exit_code is not None else cli.EXIT_FAILED
 
 
-def _in_use(root: str) -> set[str]:
-    """Manifests that containers (running or not) were made from: never pruned."""
-    store = StateStore(root)
-    used = set()
-    for name in store.names():
-        state = store.read(name)
-        image = (state.spec.get("image") if state else None) or {}
-        if isinstance(image, dict) and image.get("manifest"):
-            used.add(image["manifest"])
-    return used
+def _engine_error(exc: errors.EngineError) -> int:
+    return _fail(exc.message, exc.exit_code)
 
 
-def _registry_config() -> Any:
-    from reconciler.images.distribution import RegistryConfig
+def _with_images(command: Command) -> Callable[[argparse.Namespace], int]:
+    """``command`` run on this command's engine; an engine error is its message and exit 1."""
 
-    insecure = tuple(r for r in os.environ.get("RECONCILE_INSECURE_REGISTRIES", "").split(",") if r)
-    return RegistryConfig(insecure=insecure)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            engine = connect.engine(args)
+        except errors.EngineError as exc:
+            return _engine_error(exc)
+        try:
+            return command(args, engine.images)
+        except errors.EngineError as exc:
+            return _engine_error(exc)
+        finally:
+            engine.close()
+
+    return run
 
 
-@contextmanager
-def _progress(quiet: bool) -> Iterator[Any]:
-    """Bars on a terminal; nothing when quiet or when stderr is a file (CI logs)."""
+@contextlib.contextmanager
+def _bars(quiet: bool) -> Iterator[models.Progress | None]:
+    """A progress callback drawing one bar per blob on a terminal; None when quiet
+    or when stderr is a file (CI logs)."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-    from reconciler.images.distribution import rich_progress
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()
 
-    with rich_progress(Console(stderr=True), transient=True) as callback:
+    def callback(event: dict[str, Any]) -> None:
+        key = str(event.get("id", ""))
+        if not key:
+            return
+        label = f"{key} {event.get('status', '')}"
+        total = int(event.get("total") or 0) or None
+        with lock:
+            task = tasks.get(key)
+            if task is None:
+                task = tasks[key] = bars.add_task(label, total=total)
+            bars.update(task, description=label, completed=int(event.get("current") or 0), total=total)
+
+    with bars:
         yield callback
 
 
-def pull(args: argparse.Namespace) -> int:
-    from reconciler.images import distribution, oci
+# --- registries ---------------------------------------------------------------
 
-    store = ImageStore(args.root)
-    try:
-        platform = oci.parse_platform(args.platform) if args.platform else None
-        with _progress(args.quiet) as progress:
-            image = distribution.pull(
-                store, args.reference, platform=platform, progress=progress, config=_registry_config()
-            )
-    except (distribution.RegistryError, ImageError, oci.ManifestError) as exc:
-        return _fail(exc)
+
+def _pull(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    with _bars(args.quiet) as progress:
+        pulled = images.pull(args.reference, platform=args.platform, progress=progress)
     if not args.quiet:
-        print(f"Digest: {image.manifest_digest}", file=sys.stderr)
-    print(normalize(args.reference))
+        print(f"Digest: {pulled['digest']}", file=sys.stderr)
+    print(f"{pulled['repository']}:{pulled['tag']}")
     return cli.EXIT_OK
 
 
-def push(args: argparse.Namespace) -> int:
-    from reconciler.images import distribution
-
-    store = ImageStore(args.root)
-    try:
-        with _progress(args.quiet) as progress:
-            digest = distribution.push(store, args.reference, progress=progress, config=_registry_config())
-    except (distribution.RegistryError, ImageError) as exc:
-        return _fail(exc)
-    print(f"{normalize(args.reference)}: digest: {digest}")
+def _push(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    with _bars(args.quiet) as progress:
+        pushed = images.push(args.reference, progress=progress)
+    print(f"{pushed['reference']}: digest: {pushed['digest']}")
     return cli.EXIT_OK
 
 
 def login(args: argparse.Namespace) -> int:
+    from reconciler.engine.images import registry_config
     from reconciler.images import distribution
 
     password = args.password
@@ -101,7 +123,7 @@ def login(args: argparse.Namespace) -> int:
     if not args.username or password is None:
         return _fail("login needs --username and --password or --password-stdin")
     try:
-        distribution.login(args.root, args.registry, args.username, password, config=_registry_config())
+        distribution.login(args.root, args.registry, args.username, password, config=registry_config())
     except distribution.RegistryError as exc:
         return _fail(exc)
     print("Login Succeeded")
@@ -117,45 +139,53 @@ def logout(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def build(args: argparse.Namespace) -> int:
-    from reconciler.images import distribution
-    from reconciler.images.build import builder
-    from reconciler.images.build.containerfile import ContainerfileError
+# --- making images ------------------------------------------------------------
 
-    store = ImageStore(args.root)
-    build_args = {}
+
+def _containerfile(args: argparse.Namespace) -> str | None:
+    """``-f``, relative to the context when it lies inside it (as the builder names
+    it in errors), else absolute."""
+    if not args.file:
+        return None
+    path = os.path.abspath(str(args.file))
+    relative = os.path.relpath(path, os.path.abspath(args.build_context))
+    return path if relative.startswith("..") else relative
+
+
+def _build(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    build_args = []
     for item in args.build_arg:
         key, sep, value = item.partition("=")
-        build_args[key] = value if sep else os.environ.get(key, "")
+        build_args.append(f"{key}={value if sep else os.environ.get(key, '')}")
 
-    def fetch(reference: str) -> Image:
-        return distribution.pull(store, reference, config=_registry_config())
+    def show(event: dict[str, Any]) -> None:
+        if event.get("status") == "line":
+            print(event.get("text", ""), file=sys.stderr, flush=True)
 
-    def show(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
-    try:
-        image = builder.build(
-            store,
-            args.context,
-            containerfile=args.file,
-            tags=args.tag,
-            build_args=build_args,
-            target=args.target,
-            cgroup_parent=args.cgroup_parent,
-            progress=show,
-            no_cache=args.no_cache,
-            pull=fetch,
-        )
-    except (builder.BuildError, ContainerfileError, ImageError, distribution.RegistryError) as exc:
-        return _fail(exc)
-    print(image.id)
+    built = images.build(
+        args.build_context,
+        tags=args.tag,
+        containerfile=_containerfile(args),
+        build_args=build_args,
+        target=args.target,
+        no_cache=args.no_cache,
+        progress=None if args.quiet else show,
+    )
+    print(built["id"])
     return cli.EXIT_OK
 
 
-def _created(image: Image) -> str:
-    return str(image.config.get("created", ""))
+def _import(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    print(images.import_tarball(args.tarball, args.reference)["id"])
+    return cli.EXIT_OK
+
+
+def _tag(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    images.tag(args.source, args.target)
+    return cli.EXIT_OK
+
+
+# --- reading --------------------------------------------------------------------
 
 
 def _ago(created: str) -> str:
@@ -172,26 +202,13 @@ def _ago(created: str) -> str:
     return "Less than a minute ago"
 
 
-def images(args: argparse.Namespace) -> int:
-    store = ImageStore(args.root)
-    rows: list[dict[str, Any]] = []
-    for name, digest in store.images().items():
-        try:
-            image = store.image_by_digest(digest, verify=False)
-        except ImageError as exc:
-            print(f"reconcile: {name}: {exc}", file=sys.stderr)
+def _images(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    rows = []
+    for row in images.list():
+        if "error" in row:
+            print(f"reconcile: {row['repository']}:{row['tag']}: {row['error']}", file=sys.stderr)
             continue
-        repository, _, tag = name.rpartition(":")
-        rows.append(
-            {
-                "repository": repository,
-                "tag": tag,
-                "id": image.id,
-                "digest": digest,
-                "created": _created(image),
-                "size": image.size,
-            }
-        )
+        rows.append(row)
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return cli.EXIT_OK
@@ -203,41 +220,19 @@ def images(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def inspect(args: argparse.Namespace) -> int:
-    store = ImageStore(args.root)
+def _inspect(args: argparse.Namespace, images: models.ImagesAPI) -> int:
     found, status = [], cli.EXIT_OK
     for reference in args.references:
         try:
-            image = store.image(reference)
-        except ImageError as exc:
-            status = _fail(exc)
-            continue
-        tags = sorted(name for name, digest in store.images().items() if digest == image.manifest_digest)
-        found.append(
-            {
-                "Id": image.id,
-                "RepoTags": tags,
-                "RepoDigests": [f"{name.rpartition(':')[0]}@{image.manifest_digest}" for name in tags],
-                "Created": image.config.get("created"),
-                "Architecture": image.config.get("architecture"),
-                "Os": image.config.get("os"),
-                "Config": image.config.get("config") or {},
-                "Size": image.size,
-                "RootFS": {"Type": "layers", "Layers": list(image.diff_ids)},
-                "Manifest": {"Digest": image.manifest_digest, "MediaType": image.manifest_media_type},
-            }
-        )
+            found.append(images.inspect(reference))
+        except errors.EngineError as exc:
+            status = _engine_error(exc)
     print(json.dumps(found, indent=2))
     return status
 
 
-def history(args: argparse.Namespace) -> int:
-    store = ImageStore(args.root)
-    try:
-        image = store.image(args.reference)
-    except ImageError as exc:
-        return _fail(exc)
-    entries = list(reversed(image.config.get("history") or []))
+def _history(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    entries = images.history(args.reference)
     if args.output == "json":
         print(json.dumps(entries, indent=2))
         return cli.EXIT_OK
@@ -248,46 +243,8 @@ def history(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def tag(args: argparse.Namespace) -> int:
-    store = ImageStore(args.root)
-    try:
-        store.tag(args.target, store.resolve(args.source))
-    except ImageError as exc:
-        return _fail(exc)
-    return cli.EXIT_OK
-
-
-def remove(args: argparse.Namespace) -> int:
-    store = ImageStore(args.root)
-    in_use = set() if args.force else _in_use(args.root)
-    status = cli.EXIT_OK
-    for reference in args.references:
-        try:
-            for name in store.remove(reference, in_use=in_use):
-                print(f"Untagged: {name}")
-        except ImageError as exc:
-            status = _fail(exc)
-    store.prune(keep=_in_use(args.root))
-    return status
-
-
-def prune(args: argparse.Namespace) -> int:
-    """Without ``-a``: what no tag and no container reaches. With it: also every
-    image no container uses, as ``docker image prune -a``."""
-    store = ImageStore(args.root)
-    in_use = _in_use(args.root)
-    if args.all:
-        for name, digest in store.images().items():
-            if digest not in in_use:
-                store.remove(name)
-                print(f"Untagged: {name}")
-    counts = store.prune(keep=in_use)
-    print(f"Removed {counts['blobs']} blobs, {counts['snapshots']} unpacked layers, {counts['ingests']} stale ingests")
-    return cli.EXIT_OK
-
-
-def fsck(args: argparse.Namespace) -> int:
-    problems = ImageStore(args.root).fsck()
+def _fsck(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    problems = images.fsck()["problems"]
     for problem in problems:
         print(problem)
     if problems:
@@ -296,52 +253,94 @@ def fsck(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def save(args: argparse.Namespace) -> int:
-    from reconciler.images import archive
+# --- removing -------------------------------------------------------------------
 
-    store = ImageStore(args.root)
-    try:
-        if args.output:
-            archive.save(store, args.references, args.output, format=args.format)
-        elif sys.stdout.isatty():
-            return _fail("refusing to write an archive to a terminal: use -o FILE or redirect")
-        else:
-            archive.save(store, args.references, sys.stdout.buffer, format=args.format)
-    except (archive.ArchiveError, ImageError) as exc:
-        return _fail(exc)
+
+def _remove(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    status = cli.EXIT_OK
+    for reference in args.references:
+        try:
+            for name in images.remove(reference, force=args.force)["untagged"]:
+                print(f"Untagged: {name}")
+        except errors.EngineError as exc:
+            status = _engine_error(exc)
+    return status
+
+
+def _prune(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    """Without ``-a``: what no tag and no container reaches. With it: also every
+    image no container uses, as ``docker image prune -a``."""
+    pruned = images.prune(all=args.all)
+    for name in pruned["untagged"]:
+        print(f"Untagged: {name}")
+    print(f"Removed {pruned['blobs']} blobs, {pruned['snapshots']} unpacked layers, {pruned['ingests']} stale ingests")
     return cli.EXIT_OK
 
 
-def load(args: argparse.Namespace) -> int:
-    from reconciler.images import archive
+# --- archives -------------------------------------------------------------------
 
-    store = ImageStore(args.root)
-    try:
-        loaded = archive.load(store, args.input or sys.stdin.buffer, tag=args.tag)
-    except (archive.ArchiveError, ImageError) as exc:
-        return _fail(exc)
+
+def _save(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    if args.output:
+        images.save(args.references, format=args.format, destination=args.output)
+        return cli.EXIT_OK
+    if sys.stdout.isatty():
+        return _fail("refusing to write an archive to a terminal: use -o FILE or redirect")
+    # the engine writes a file: spooled there, then copied to stdout
+    with tempfile.NamedTemporaryFile(prefix="reconcile-save-", suffix=".tar") as spool:
+        try:
+            images.save(args.references, format=args.format, destination=spool.name)
+        except errors.EngineError as exc:
+            return _fail(exc.message.replace(spool.name, "<stdout>"), exc.exit_code)
+        with open(spool.name, "rb") as archive:
+            sys.stdout.flush()
+            shutil.copyfileobj(archive, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    return cli.EXIT_OK
+
+
+def _load(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    if args.input:
+        loaded = images.load(args.input, tag=args.tag)["loaded"]
+    else:  # the engine reads a file: stdin is spooled to one first
+        with tempfile.NamedTemporaryFile(prefix="reconcile-load-", suffix=".tar") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.flush()
+            try:
+                loaded = images.load(spool.name, tag=args.tag)["loaded"]
+            except errors.EngineError as exc:
+                return _fail(exc.message.replace(spool.name, "<stdin>"), exc.exit_code)
     for name in loaded:
         print(f"Loaded image: {name}")
     return cli.EXIT_OK
 
 
+# --- entry points (cli.main dispatches here by name) ----------------------------
+
+pull = _with_images(_pull)
+push = _with_images(_push)
+build = _with_images(_build)
+images = _with_images(_images)
+tag = _with_images(_tag)
+history = _with_images(_history)
+
+_SUBCOMMANDS: dict[str, Command] = {
+    "import": _import,
+    "ls": _images,
+    "inspect": _inspect,
+    "rm": _remove,
+    "prune": _prune,
+    "save": _save,
+    "load": _load,
+    "fsck": _fsck,
+    "history": _history,
+    "tag": _tag,
+    "pull": _pull,
+    "push": _push,
+    "build": _build,
+}
+
+
 def image(args: argparse.Namespace) -> int:
     """``reconcile image SUBCOMMAND``."""
-    from reconciler.cli import container_commands
-
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "import": container_commands.image_import,
-        "ls": images,
-        "inspect": inspect,
-        "rm": remove,
-        "prune": prune,
-        "save": save,
-        "load": load,
-        "fsck": fsck,
-        "history": history,
-        "tag": tag,
-        "pull": pull,
-        "push": push,
-        "build": build,
-    }
-    return handlers[args.image_command](args)
+    return _with_images(_SUBCOMMANDS[args.image_command])(args)

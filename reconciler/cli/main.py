@@ -86,7 +86,8 @@ def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *,
         if name == "pull":
             command.add_argument("--platform", help="os/arch[/variant] (default: this host's)")
     build = add("build", parents=[engine], help="build an image from a Containerfile")
-    build.add_argument("context", metavar="CONTEXT", help="build context directory")
+    # dest build_context: "context" is the global --context (which host to talk to)
+    build.add_argument("build_context", metavar="CONTEXT", help="build context directory")
     build.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]")
     build.add_argument("-f", "--file", help="the Containerfile (default: CONTEXT/Containerfile or Dockerfile)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")

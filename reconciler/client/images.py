@@ -100,18 +100,25 @@ class RemoteImages:
         progress: models.Progress | None = None,
     ) -> models.BuildResult:
         with context_tar(context, containerfile) as (tar, shipped):
-            result = self.transport.progress(
-                "images.build",
-                progress=progress,
-                context=tar,
-                **_arguments(
-                    tags=tags or None,
-                    containerfile=shipped,
-                    build_args=build_args or None,
-                    target=target,
-                    no_cache=no_cache or None,
-                ),
-            )
+            try:
+                result = self.transport.progress(
+                    "images.build",
+                    progress=progress,
+                    context=tar,
+                    **_arguments(
+                        tags=tags or None,
+                        containerfile=shipped,
+                        build_args=build_args or None,
+                        target=target,
+                        no_cache=no_cache or None,
+                    ),
+                )
+            except errors.EngineError as exc:
+                if containerfile is None or shipped != OUTSIDE_CONTAINERFILE:
+                    raise
+                # errors name the Containerfile as the caller did, not as it travelled
+                message = exc.message.replace(OUTSIDE_CONTAINERFILE, containerfile)
+                raise type(exc)(message, exit_code=exc.exit_code) from None
         return cast(models.BuildResult, result)
 
     def import_tarball(self, tarball: str, reference: str | None = None) -> models.ImageSummary:

@@ -172,6 +172,11 @@ class Images:
         self.engine = engine
         self._store_lock = _StoreLock()
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while adding content to the store outside these operations (the
+        reconcile loop pulling or building an image): no collection runs meanwhile."""
+        return self._store_lock.shared()
+
     def _store(self) -> ImageStore:
         return self.engine.wiring.image_store()
 

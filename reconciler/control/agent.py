@@ -10,6 +10,10 @@ the last good state keeps running, and the errors are logged.
 At start the agent adopts what runs (a converged host is a no-op pass: nothing
 restarts). SIGTERM or SIGINT ends it after the current pass; containers keep
 running. Every pass is logged as one JSON line on stderr.
+
+``serve`` is the loop over an ``Engine`` until an event is set: the daemon
+(``api.daemon``) runs it in a thread beside the API, sharing one engine; ``run`` is
+the loop alone. Passes get every driver from the engine's wiring.
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import main as cli
 from reconciler.control import events
+from reconciler.exitcodes import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from reconciler.engine.core import Engine
 
 #: Seconds between the health monitor's looks at which containers have checks.
 CONFIG_REFRESH = 10.0
@@ -41,6 +50,7 @@ def log(event: str, **fields: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The loop alone in this process (no API): until SIGTERM or SIGINT."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -49,27 +59,50 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    args.dry_run, args.no_wait, args.output = False, False, "text"
+    engine = _engine(args)
+    try:
+        serve(args, stop, engine=engine)
+    finally:
+        engine.close()
+    log("stopped")
+    return EXIT_OK
+
+
+def serve(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    *,
+    engine: Engine,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> None:
+    """The reconcile loop and its health monitor over ``engine``, until ``stop`` is
+    set (the daemon runs this in a thread of its own, beside the API, sharing the
+    engine). ``on_pass`` hears each pass's outcome and seconds (metrics)."""
     log("started", directory=args.directory, resync_seconds=args.resync)
-    monitor = _health_monitor(args)
+    monitor = _health_monitor(args, engine)
     monitor.start()
     try:
-        _loop(args, stop)
+        _loop(args, stop, engine, on_pass)
     finally:
         monitor.stop()
-    log("stopped")
-    return cli.EXIT_OK
 
 
-def _health_monitor(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace) -> Engine:
+    """The agent's one engine: its drivers are shared by every pass and the monitor."""
+    from reconciler.engine.core import Engine
+    from reconciler.engine.wiring import EngineConfig
+
+    return Engine(EngineConfig(root=args.root, cgroup_parent=args.cgroup_parent))
+
+
+def _health_monitor(args: argparse.Namespace, engine: Engine) -> Any:
     """Probes every container (and service replica) whose manifest has a healthcheck;
     what it finds (health.json) is what the next pass acts on."""
     from reconciler.runtime import health
-    from reconciler.runtime.containers import Runtime
-    from reconciler.state.db import StateDB, StateError
+    from reconciler.state.db import StateError
 
-    runtime = Runtime(args.root, cgroup_parent=args.cgroup_parent)
-    db = StateDB(args.root)
+    runtime = engine.wiring.runtime()
+    db = engine.wiring.state_db()
     cache: dict[str, Any] = {"at": -1e9, "configs": {}}
 
     def configs() -> dict[str, health.HealthConfig]:
@@ -107,20 +140,51 @@ def _health_monitor(args: argparse.Namespace) -> Any:
     return health.HealthMonitor(runtime, configs)
 
 
-def _loop(args: argparse.Namespace, stop: threading.Event) -> None:
+def _progress(event: dict[str, Any]) -> None:
+    """A pass's progress as the agent logs it: objects as JSON lines, notices as they are."""
+    if event["kind"] == "object":
+        log("object", key=event["key"], outcome=event["outcome"], reason=event["reason"])
+    else:
+        print(event["message"], file=sys.stderr, flush=True)
+
+
+def _loop(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    engine: Engine,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> None:
     import watchfiles
 
-    from reconciler.control.once import one_pass
+    from reconciler.control.once import Options, one_pass
 
+    options = Options(
+        directory=args.directory,
+        stack=args.stack,
+        prune=args.prune,
+        prune_volumes=args.prune_volumes,
+        timeout=getattr(args, "timeout", 300.0),
+    )
     reason = "start"
     failures = 0
     while not stop.is_set():
         started = time.monotonic()
-        code = one_pass(
-            args, report=False, on_result=lambda r: log("object", key=r.key, outcome=r.outcome, reason=r.reason)
-        )
+        try:
+            report = one_pass(engine, options, progress=_progress)
+        except Exception as exc:  # a bug or a driver's surprise: logged, and retried like a failed pass
+            log("pass-error", error=str(exc) or type(exc).__name__, traceback=traceback.format_exc())
+            report = {"exit_code": EXIT_FAILED}
+        code = report["exit_code"]
+        if report.get("valid") is False:  # nothing applied: the last good state keeps running
+            issues = report.get("errors", [])
+            for issue in issues:
+                print(issue["text"], file=sys.stderr)
+            count = len(issues)
+            print(f"{args.directory}: {count} error{'s' if count != 1 else ''}; nothing applied", file=sys.stderr)
         outcome, seconds = OUTCOME.get(code, "failed"), round(time.monotonic() - started, 3)
         log("pass", reason=reason, outcome=outcome, seconds=seconds)
+        if on_pass is not None:
+            on_pass(outcome, seconds)
         events.append(args.root, "pass", reason=reason, outcome=outcome, seconds=seconds, directory=args.directory)
         reason = "resync"
         # a failed pass (an image missing, a port taken) is retried sooner than a

@@ -18,8 +18,10 @@ from reconciler.engine.wiring import EngineConfig, Wiring
 
 if TYPE_CHECKING:
     from reconciler.engine.containers import Containers
+    from reconciler.engine.events import Events
     from reconciler.engine.images import Images
     from reconciler.engine.networks import Networks
+    from reconciler.engine.stacks import Stacks
     from reconciler.engine.volumes import Volumes
 
 
@@ -54,6 +56,18 @@ class Engine:
         from reconciler.engine.volumes import Volumes
 
         return Volumes(self)
+
+    @functools.cached_property
+    def stacks(self) -> Stacks:
+        from reconciler.engine.stacks import Stacks
+
+        return Stacks(self)
+
+    @functools.cached_property
+    def events(self) -> Events:
+        from reconciler.engine.events import Events
+
+        return Events(self)
 
     def close(self) -> None:
         self.wiring.close()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from reconciler.engine.images import Images
     from reconciler.engine.networks import Networks
     from reconciler.engine.stacks import Stacks
+    from reconciler.engine.system import System
     from reconciler.engine.volumes import Volumes
 
 
@@ -62,6 +63,12 @@ class Engine:
         from reconciler.engine.stacks import Stacks
 
         return Stacks(self)
+
+    @functools.cached_property
+    def system(self) -> System:
+        from reconciler.engine.system import System
+
+        return System(self)
 
     @functools.cached_property
     def events(self) -> Events:

@@ -87,12 +87,14 @@ class Runtime:
         *,
         image: dict[str, str] | None = None,
         stop_signal: str | None = None,
+        record: dict[str, Any] | None = None,
     ) -> ContainerState:
         """Record a container to start later; ``name`` may have been ``reserve``d.
         ``image`` is what it was made from (``name``, ``id``, ``manifest``), kept so
         an image in use is never pruned and ``inspect`` can say which it is.
         ``stop_signal`` (``SIGQUIT``, ``15``) is what ``stop`` sends first: the
-        spec's, else the image's STOPSIGNAL, else SIGTERM."""
+        spec's, else the image's STOPSIGNAL, else SIGTERM. ``record`` is added to the
+        spec as it is (the engine's ``owner``, ``labels``, ...), in the same write."""
         stop = signal_number(stop_signal or "SIGTERM")
         state = self.store.read(name)
         if state is None:
@@ -111,6 +113,7 @@ class Runtime:
             "limits": (limits or cgroups.Limits())._asdict(),
             "image": image,
             "stop_signal": stop,
+            **(record or {}),
         }
         self.store.write(state)
         return state

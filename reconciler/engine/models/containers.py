@@ -1,10 +1,13 @@
-"""Containers: what ``run``/``create`` take, what ``ps``, ``logs`` and ``stats`` give."""
+"""Containers: what ``run``/``create`` take, what ``ps``, ``logs`` and ``stats`` give.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: a TypedDict or NamedTuple turns each
+string annotation into a ForwardRef, compiling it, which made importing this module
+(``reconcile run``'s path) cost 3 ms instead of 1.
+"""
 
+import builtins
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple, NotRequired, Protocol, Required, TypedDict
-
 
 NamespaceMode = Literal["private", "host"]
 
@@ -82,7 +85,7 @@ class LogEntry(TypedDict):
 class ContainerStats(TypedDict):
     name: str
     memory_usage: int
-    memory_peak: int
+    memory_peak: int | None  # None where the kernel keeps no peak
     memory_limit: int | None
     cpu_seconds: float
     pids: int
@@ -137,6 +140,6 @@ class ContainersAPI(Protocol):
 
     def exec(self, name: str, request: ExecRequest, stdio: Stdio | None = None) -> WaitResult: ...
 
-    def stats(self, names: list[str] | None = None) -> list[ContainerStats]: ...
+    def stats(self, names: builtins.list[str] | None = None) -> builtins.list[ContainerStats]: ...
 
     def wait(self, name: str) -> WaitResult: ...

@@ -19,7 +19,7 @@ from reconciler.engine.errors import EngineError
 from reconciler.exitcodes import EXIT_CHANGES, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    from reconciler.engine.models.stacks import ApplyReport, ManifestIssue, PlanDocument, ValidationReport
+    from reconciler.engine.models.stacks import ApplyReport, ManifestIssue, PlanResult, ValidationReport
 
 
 def print_errors(args: argparse.Namespace, errors: list[ManifestIssue]) -> None:
@@ -66,7 +66,7 @@ def plan(args: argparse.Namespace) -> int:
             print(f"{args.observed}: cannot read observed state: {exc}", file=sys.stderr)
             return EXIT_FAILED
     try:
-        result: PlanDocument | ValidationReport = connect.engine(args).stacks.plan(
+        result: PlanResult = connect.engine(args).stacks.plan(
             args.directory,
             stack=args.stack,
             prune=args.prune,

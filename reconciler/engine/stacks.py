@@ -10,9 +10,13 @@ directory to a temporary one, and the client's errors must still read
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from reconciler.engine import errors
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from reconciler.engine.models.stacks import (
         ApplyReport,
         PlanDocument,
+        PlanResult,
         Progress,
         ResolveImages,
         StatusRow,
@@ -55,7 +60,7 @@ class Stacks:
         resolve_images: ResolveImages | None = None,
         observed: str | None = None,
         display_root: str | None = None,
-    ) -> PlanDocument | ValidationReport:
+    ) -> PlanResult:
         """What applying the directory would do, against ``observed`` (the JSON text
         of an ``Observed`` document; default an empty host). ``resolve_images``
         compares image digests as the local store (``local``) or the registries
@@ -106,20 +111,50 @@ class Stacks:
         holding the root: waited for, or ``Conflict`` with ``no_wait``."""
         from reconciler.control import once
 
-        options = once.Options(
-            directory=directory,
-            stack=stack,
-            dry_run=dry_run,
-            prune=prune,
-            prune_volumes=prune_volumes,
-            no_wait=no_wait,
-            timeout=timeout,
-            display_root=display_root,
-        )
-        try:
-            return once.one_pass(self.engine, options, progress=progress)
-        except once.Busy as exc:
-            raise errors.Conflict(str(exc), exit_code=EXIT_FAILED) from None
+        with self._staged(directory, display_root) as staged:
+            options = once.Options(
+                directory=staged,
+                stack=stack,
+                dry_run=dry_run,
+                prune=prune,
+                prune_volumes=prune_volumes,
+                no_wait=no_wait,
+                timeout=timeout,
+                display_root=display_root,
+            )
+            try:
+                return once.one_pass(self.engine, options, progress=progress)
+            except once.Busy as exc:
+                raise errors.Conflict(str(exc), exit_code=EXIT_FAILED) from None
+
+    @contextlib.contextmanager
+    def _staged(self, directory: str, display_root: str | None) -> Iterator[str]:
+        """The directory under a path that is the same for every upload from one
+        client path: ``ROOT/uploads/<hash of display_root>``, a symlink to it.
+
+        The loader makes file references absolute (an Image's ``import.path``, a
+        build context), and the applied manifest records them: through a fresh
+        temporary directory each time, every remote pass would see an Image changed
+        (re-imported, exit 2) where nothing did. Passes over one such path take its
+        lock, so two uploads of it never read each other's files."""
+        if display_root is None:
+            yield directory
+            return
+        key = hashlib.sha256(display_root.encode()).hexdigest()[:16]
+        uploads = os.path.join(self.engine.config.root, "uploads")
+        link = os.path.join(uploads, key)
+        with self.engine.locks.hold("upload", key):
+            os.makedirs(uploads, exist_ok=True)
+            temporary = f"{link}.{os.getpid()}.{threading.get_ident()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            os.symlink(os.path.abspath(directory), temporary)
+            os.replace(temporary, link)
+            try:
+                yield link
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)  # the upload goes when the request ends; no dangling link stays
 
     def down(
         self, stack: str, *, prune_volumes: bool = False, timeout: float = 300.0, progress: Progress | None = None

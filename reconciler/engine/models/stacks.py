@@ -73,6 +73,10 @@ class PlanDocument(TypedDict):
     steps: list[PlanStep]
 
 
+#: ``plan``'s answer: the plan, or ``validate``'s report when the manifests are invalid.
+PlanResult = PlanDocument | ValidationReport
+
+
 class ObjectResult(TypedDict):
     """What became of one object in a pass."""
 
@@ -152,7 +156,7 @@ class StacksAPI(Protocol):
         resolve_images: ResolveImages | None = None,
         observed: str | None = None,
         display_root: str | None = None,
-    ) -> PlanDocument | ValidationReport: ...
+    ) -> PlanResult: ...
 
     def apply(
         self,

@@ -32,14 +32,12 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _connect(transport: Transport) -> socket.socket:
-    connection = transport.connection(timeout=None)
+    """A plain socket: the upgrade is written by hand below, so ``http.client`` (and
+    what it imports) stays out of ``run``'s path."""
     try:
-        connection.connect()
+        return transport.raw_socket(timeout=None)
     except OSError as exc:
         raise errors.Unavailable(f"cannot reach the agent at {transport.host}: {exc.strerror or exc}") from None
-    assert connection.sock is not None
-    sock: socket.socket = connection.sock
-    return sock
 
 
 def _handshake(sock: socket.socket, method: str, path: str, body: bytes, host: str) -> bytes:

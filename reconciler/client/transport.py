@@ -6,22 +6,27 @@ Every method takes an operation name (``containers.list``) and its arguments; th
 route table (``reconciler.wire.routes``) says how they become a request. Errors come
 back as the ``engine.errors`` class the agent raised; an agent that cannot be
 reached is ``Unavailable``.
+
+``http.client`` (which brings ``email`` and ``ssl``) and ``urllib.parse`` are
+imported on first use: an attached ``run`` never needs them (it speaks its upgrade
+over a plain socket, ``raw_socket``), and they cost a fresh CLI process more time
+than the agent takes to answer.
 """
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
 import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import quote, urlencode
 
 from reconciler.engine import errors
 from reconciler.wire.route import Route, format_query
 
 if TYPE_CHECKING:
+    import http.client
     import ssl
 
 #: Upload bodies are sent in pieces of this size.
@@ -37,17 +42,40 @@ class TLSFiles(NamedTuple):
     key: str
 
 
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
+@functools.cache
+def _unix_connection() -> type[http.client.HTTPConnection]:
+    """``UnixConnection``, defined on first use (see the module's docstring)."""
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
+    class UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, timeout: float | None = None) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.path = path
+
+        def connect(self) -> None:
+            self.sock = _unix_socket(self.path, self.timeout)
+
+    return UnixConnection
+
+
+def _unix_socket(path: str, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if timeout is not None:
+            sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def __getattr__(name: str) -> Any:
+    """``UnixConnection(path, timeout=None)``: an ``http.client.HTTPConnection`` over
+    a UNIX socket, made on first access."""
+    if name == "UnixConnection":
+        return _unix_connection()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _routes() -> dict[str, Route]:
@@ -78,10 +106,29 @@ class Transport:
     def connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
         timeout = self.timeout if timeout is None else timeout
         if self.socket_path is not None:
-            return UnixConnection(self.socket_path, timeout=timeout)
+            return _unix_connection()(self.socket_path, timeout=timeout)
+        import http.client
+
         if self.tls is None:
             return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
         return http.client.HTTPSConnection(self.address, self.port, timeout=timeout, context=self._ssl_context())
+
+    def raw_socket(self, timeout: float | None = None) -> socket.socket:
+        """A connected socket to the agent (TLS-wrapped for a ``tcp://`` host with TLS
+        files), for a request that upgrades the connection (attach, exec); the
+        ``OSError`` of a failed connect is the caller's to report."""
+        timeout = self.timeout if timeout is None else timeout
+        if self.socket_path is not None:
+            return _unix_socket(self.socket_path, timeout)
+        sock = socket.create_connection((self.address, self.port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client does
+            if self.tls is not None:
+                sock = self._ssl_context().wrap_socket(sock, server_hostname=self.address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _ssl_context(self) -> ssl.SSLContext:
         import ssl
@@ -137,6 +184,8 @@ class Transport:
         route = _routes()[op]
         path = route.path
         for name in route.placeholders():
+            from urllib.parse import quote
+
             path = path.replace("{" + name + "}", quote(str(kwargs.pop(name)), safe=""))
         body: bytes | IO[bytes] | None = None
         headers: dict[str, str] = {}
@@ -154,6 +203,8 @@ class Transport:
         if unknown:
             raise TypeError(f"{op}: unexpected arguments {sorted(unknown)}")
         if query:
+            from urllib.parse import urlencode
+
             path += "?" + urlencode(query)
         return route, path, body, headers
 
@@ -193,6 +244,8 @@ class Transport:
 
     def download(self, op: str, destination: IO[bytes], **kwargs: Any) -> None:
         """A ``download`` route: the body into ``destination``."""
+        import http.client
+
         response = self._send(op, kwargs, timeout=None)
         with response:
             try:
@@ -213,6 +266,8 @@ class Transport:
 
 
 def _json_lines(response: http.client.HTTPResponse, host: str) -> Iterator[Any]:
+    import http.client
+
     try:
         for line in response:
             if not line.strip():

@@ -212,6 +212,7 @@ def _full_pass(
             db=networks.db,
             conditions=wait_conditions(desired.objects),
             timeout=options.timeout,
+            engine=engine,
         )
         revision = manifest_revision(options.directory)
 
@@ -229,7 +230,8 @@ def _full_pass(
                 progress({"kind": "object", **result._asdict()})
 
         applier = apply.Applier(kinds, networks.db, report=record, revision=revision)
-        results = applier.apply(plan, desired, observed)
+        with engine.images.writing():  # images pulled, built or imported: no collection meanwhile
+            results = applier.apply(plan, desired, observed)
         report = _report(plan, results, started, healed=healed)
         code = report["exit_code"]
         if heal_failed:

@@ -366,6 +366,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--max-body", type=int, default=4 * 1024 * 1024, help="largest JSON request body in bytes (default 4 MiB)"
     )
 
+    system = sub.add_parser("system", help="the engine: info, version, disk usage, prune")
+    system_sub = system.add_subparsers(dest="system_command", metavar="COMMAND", required=True)
+    for verb, text in (
+        ("info", "the engine, where it answers, what it holds"),
+        ("version", "versions"),
+        ("df", "disk usage"),
+    ):
+        system_sub.add_parser(verb, parents=[engine], help=text).add_argument(
+            "-o", "--output", choices=("text", "json"), default="text"
+        )
+    system_prune = system_sub.add_parser("prune", parents=[engine], help="remove stopped containers, unused networks")
+    system_prune.add_argument("--volumes", action="store_true", help="also unused anonymous volumes")
+    system_prune.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    system_prune.add_argument("-f", "--force", action="store_true", help="do not ask (it never asks)")
+
     context = sub.add_parser("context", help="manage contexts: named hosts to talk to (create, ls, use, inspect, rm)")
     context_sub = context.add_subparsers(dest="context_command", metavar="COMMAND", required=True)
     create_context = context_sub.add_parser("create", help="name a host")
@@ -469,6 +484,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         args.dry_run, args.no_wait = False, False
         return daemon.run(args)
 
+    def system(args: argparse.Namespace) -> int:
+        from reconciler.cli import system_commands
+
+        return system_commands.system(args)
+
     def context(args: argparse.Namespace) -> int:
         from reconciler.cli import context_commands
 
@@ -507,6 +527,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "apply": apply_once,
         "agent": agent,
         "context": context,
+        "system": system,
         "status": loop_status("status"),
         "events": loop_status("show_events"),
         "network": networks,

@@ -278,6 +278,11 @@ def _json_lines(response: http.client.HTTPResponse, host: str) -> Iterator[Any]:
             yield item
     except (http.client.IncompleteRead, ConnectionError) as exc:
         raise errors.Unavailable(f"the stream from the agent at {host} was cut: {exc}") from None
+    # Iterating a chunked response ends quietly when the connection is cut (its peek
+    # swallows the error); a stream that ended properly has read its last chunk,
+    # which leaves chunk_left None.
+    if response.chunked and response.chunk_left is not None:
+        raise errors.Unavailable(f"the stream from the agent at {host} was cut before its end")
 
 
 def default_socket() -> str:

@@ -1,0 +1,315 @@
+"""The agent serving the engine API, and the CLI as its client: real agents in
+subprocesses, real containers, the real CLI with ``--host`` and contexts (root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import agent_fixtures
+from tests.agent_fixtures import REPO, make_agent
+
+agents = agent_fixtures.agents  # the fixture
+
+pytestmark = pytest.mark.requires_root
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_socket_is_0660_and_answers_pings(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o660
+    status, body = agent.request("GET", "/_ping")
+    assert (status, body) == (200, "OK")
+    assert agent.stop() == 0
+    assert "Traceback" not in agent.log.read_text()
+
+
+def test_a_world_writable_socket_directory_is_refused(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a", start=False)
+    os.chmod(agent.socket.parent, 0o777)
+    with pytest.raises(AssertionError, match="world-writable"):
+        agent.start()
+
+
+def test_a_second_agent_on_the_same_root_is_refused(agents, tmp_path):
+    first = make_agent(agents, tmp_path / "a")
+    second = make_agent(agents, tmp_path / "b", start=False)
+    second.env["RECONCILE_ROOT"] = str(first.root)
+    with pytest.raises(AssertionError, match="another agent"):
+        second.start()
+    assert first.answers()
+
+
+def test_plain_tcp_needs_insecure_tcp_and_is_warned_about(agents, tmp_path):
+    port = _free_port()
+    refused = make_agent(agents, tmp_path / "a", "--tcp", f"127.0.0.1:{port}", start=False)
+    with pytest.raises(AssertionError, match="--tls-cert"):
+        refused.start()
+    agent = make_agent(agents, tmp_path / "b", "--tcp", f"127.0.0.1:{port}", "--insecure-tcp")
+    assert "plain TCP" in agent.log.read_text()
+    result = agent.cli(
+        "system", "version", "-o", "json", remote=False, env={**agent.env, "RECONCILE_HOST": f"tcp://127.0.0.1:{port}"}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_requests_get_json_errors_and_the_agent_keeps_serving(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a", "--max-body", "2048")
+    status, body = agent.request("GET", "/v1/nothing-here")
+    assert status == 404 and body["code"] == "not_found"
+    json_header = {"Content-Type": "application/json"}
+    status, body = agent.request("POST", "/v1/containers", b"{not json", json_header)
+    assert status == 400 and "malformed JSON" in body["message"]
+    status, body = agent.request("POST", "/v1/containers", json.dumps({"image": "x", "imgae": 1}).encode(), json_header)
+    assert status == 400 and "imgae: unknown field" in body["message"]
+    status, body = agent.request("POST", "/v1/containers", json.dumps({"image": 5}).encode(), json_header)
+    assert status == 400 and "image" in body["message"]
+    status, body = agent.request("POST", "/v1/containers", json.dumps({"image": "x" * 4096}).encode(), json_header)
+    assert status == 413 and body["code"] == "too_large"
+    for path in ("/v1/containers/..", "/v1/containers/%2E%2E", "/v1/containers/a%2Fb", "/v1/containers/-x"):
+        status, body = agent.request("GET", path)
+        assert status in (400, 404), (path, status, body)
+        assert body["code"] in ("invalid", "not_found")
+    status, body = agent.request("GET", "/v1/containers/nosuch")
+    assert status == 404 and body == {"code": "not_found", "message": body["message"]} and "nosuch" in body["message"]
+    status, _ = agent.request("GET", "/v1/containers?all=maybe")
+    assert status == 400
+    assert agent.request("GET", "/_ping") == (200, "OK")
+    assert "Traceback" not in agent.log.read_text()
+
+
+def test_the_cli_runs_containers_through_the_agent(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    result = agent.cli("run", "--rm", image, "echo", "hello from the agent")
+    assert (result.returncode, result.stdout) == (0, "hello from the agent\n"), result.stderr
+    result = agent.cli("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    result = agent.cli("run", "-i", "--rm", image, "cat", input="through stdin\n")
+    assert (result.returncode, result.stdout) == (0, "through stdin\n"), result.stderr
+    result = agent.cli("run", "--rm", image, "/no/such/thing")
+    assert result.returncode == 127, result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = agent.cli("run", "-d", "--name", "sleeper", image, "sh", "-c", "echo started; sleep 600")
+    assert (result.returncode, result.stdout) == (0, "sleeper\n"), result.stderr
+    rows = json.loads(agent.cli("ps", "-o", "json").stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [("sleeper", "running")]
+    local = json.loads(agent.cli("ps", "-o", "json", remote=False).stdout)  # the same root, in-process
+    assert [r["name"] for r in local] == ["sleeper"]
+    _wait(lambda: agent.cli("logs", "sleeper").stdout == "started\n", what="the log line")
+    result = agent.cli("exec", "sleeper", "sh", "-c", "echo inside; exit 4")
+    assert (result.returncode, result.stdout) == (4, "inside\n")
+    document = json.loads(agent.cli("inspect", "sleeper").stdout)
+    assert document[0]["State"]["Running"] is True
+    assert agent.cli("stats", "-o", "json").returncode == 0
+    assert agent.cli("stop", "-t", "1", "sleeper").returncode == 0
+    assert agent.cli("rm", "sleeper").returncode == 0
+    assert json.loads(agent.cli("ps", "-a", "-o", "json").stdout) == []
+    missing = agent.cli("rm", "sleeper")
+    assert missing.returncode == 1 and "no such container" in missing.stderr
+
+
+def test_ctrl_c_on_an_attached_run_stops_the_container(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "--host",
+            agent.host,
+            "run",
+            "--rm",
+            "--init",
+            "--name",
+            "fg",
+            image,
+            "sleep",
+            "600",
+        ],
+        env=agent.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait(lambda: '"running"' in agent.cli("ps", "-o", "json").stdout, what="the container to run")
+        client.send_signal(signal.SIGINT)
+        # forwarded as docker run --sig-proxy does; the init passes it on to sleep, which dies of it
+        assert client.wait(timeout=30) == 130  # 128 + SIGINT
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    _wait(lambda: json.loads(agent.cli("ps", "-a", "-o", "json").stdout) == [], what="the --rm container to go")
+
+
+def test_killing_the_agent_leaves_containers_running_and_cuts_streams_cleanly(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    assert agent.cli("run", "-d", "--name", "survivor", image, "sh", "-c", "echo up; sleep 600").returncode == 0
+    pid = json.loads(agent.cli("ps", "-o", "json").stdout)[0]["pid"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--host", agent.host, "logs", "-f", "survivor"],
+        env=agent.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    agent.stop(signal.SIGKILL)
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode != 0 and "Traceback" not in err
+    assert out == "up\n"
+    os.kill(pid, 0)  # still running
+    agent.start()
+    rows = json.loads(agent.cli("ps", "-o", "json").stdout)
+    assert [(r["name"], r["status"], r["pid"]) for r in rows] == [("survivor", "running", pid)]
+    assert agent.cli("rm", "-f", "survivor").returncode == 0
+
+
+def test_two_agents_driven_by_context_with_the_same_names(agents, tmp_path):
+    first = make_agent(agents, tmp_path / "a")
+    second = make_agent(agents, tmp_path / "b")
+    second.env["RECONCILE_CONFIG"] = first.env["RECONCILE_CONFIG"]  # one user, one CLI configuration
+    for agent in (first, second):
+        agent.image()
+    cli = first
+    assert cli.cli("context", "create", "one", "--host", first.host, remote=False).returncode == 0
+    assert cli.cli("context", "create", "two", "--host", second.host, remote=False).returncode == 0
+    listing = json.loads(cli.cli("context", "ls", "-o", "json", remote=False).stdout)
+    assert [row["name"] for row in listing] == ["default", "one", "two"]
+    for name in ("one", "two"):
+        result = cli.cli(
+            "--context", name, "run", "-d", "--name", "same", "busybox:local", "sleep", "600", remote=False
+        )
+        assert result.returncode == 0, result.stderr
+    assert cli.cli("context", "use", "two", remote=False).returncode == 0
+    on_two = json.loads(cli.cli("ps", "-o", "json", remote=False).stdout)
+    on_one = json.loads(cli.cli("--context", "one", "ps", "-o", "json", remote=False).stdout)
+    assert [r["name"] for r in on_one] == [r["name"] for r in on_two] == ["same"]
+    assert on_one[0]["pid"] != on_two[0]["pid"]
+    info = json.loads(cli.cli("system", "info", "-o", "json", remote=False).stdout)
+    assert info["host"] == second.host
+    for name in ("one", "two"):
+        assert cli.cli("--context", name, "rm", "-f", "same", remote=False).returncode == 0
+
+
+def test_metrics_count_containers_and_requests(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    assert agent.cli("run", "-d", "--name", "counted", image, "sleep", "600").returncode == 0
+    status, text = agent.request("GET", "/metrics")
+    assert status == 200
+    assert 'reconcile_containers{state="running"} 1.0' in text
+    assert "reconcile_api_request_duration_seconds_count" in text
+    assert agent.cli("rm", "-f", "counted").returncode == 0
+
+
+def _certificates(directory: Path) -> dict[str, str]:
+    """A CA, a server certificate and a client certificate, made with openssl."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    for name in ("server", "client", "stranger"):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+        )
+    for name in ("server", "client"):
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "1",
+        )
+    run("req", "-x509", "-key", "stranger.key", "-in", "stranger.csr", "-out", "stranger.pem", "-days", "1")
+    return {name: str(directory / name) for name in os.listdir(directory)}
+
+
+def test_tcp_with_client_certificates(agents, tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    files = _certificates(certs)
+    port = _free_port()
+    agent = make_agent(
+        agents,
+        tmp_path / "a",
+        "--tcp",
+        f"127.0.0.1:{port}",
+        "--tls-cert",
+        files["server.pem"],
+        "--tls-key",
+        files["server.key"],
+        "--tls-ca",
+        files["ca.pem"],
+    )
+    host = f"tcp://127.0.0.1:{port}"
+    tls = ["--tls-ca", files["ca.pem"], "--tls-cert", files["client.pem"], "--tls-key", files["client.key"]]
+    assert agent.cli("context", "create", "secure", "--host", host, *tls, remote=False).returncode == 0
+    result = agent.cli("--context", "secure", "system", "version", "-o", "json", remote=False)
+    assert result.returncode == 0, result.stderr
+    stranger = ["--tls-ca", files["ca.pem"], "--tls-cert", files["stranger.pem"], "--tls-key", files["stranger.key"]]
+    result = agent.cli("--host", host, *stranger, "system", "version", remote=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    plain = agent.cli("--host", host, "system", "version", remote=False)
+    assert plain.returncode != 0 and "Traceback" not in plain.stderr

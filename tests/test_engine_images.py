@@ -416,4 +416,7 @@ def test_pull_progress_crosses_the_wire(agents: list[agent_fixtures.Agent], tmp_
         assert {"downloading", "done", "unpacked"} <= {event["phase"] for event in events}
         with pytest.raises(errors.NotFound, match="manifest unknown"):
             remote_images.pull(f"{registry.host}/tools/busybox:nope")
+    status, metrics = agent.request("GET", "/metrics")
+    pulled_bytes = next(line for line in metrics.splitlines() if line.startswith("reconcile_pull_bytes_total "))
+    assert status == 200 and float(pulled_bytes.split()[1]) >= 1_000_000  # busybox-static's layer, compressed
     assert "Traceback" not in agent.log.read_text()

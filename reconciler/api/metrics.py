@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -39,6 +39,14 @@ class Metrics:
         )
         self.pull_bytes = Counter("reconcile_pull_bytes_total", "Bytes pulled from registries", registry=self.registry)
         self.registry.register(_ContainerStates(engine))
+        engine.observers.append(self.observe)
+
+    def observe(self, event: str, fields: dict[str, Any]) -> None:
+        """What the engine did, as counters: pulled bytes, rollout results."""
+        if event == "pulled":
+            self.pull_bytes.inc(int(fields.get("bytes", 0)))
+        elif event == "rollout":
+            self.rollouts.labels(str(fields.get("result", "unknown"))).inc()
 
     def observe_pass(self, outcome: str, seconds: float) -> None:
         self.passes.labels(outcome).inc()

@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from reconciler.cli import main as cli
 from reconciler.manifests import schema
 
 
+def _all() -> dict[str, dict[str, Any]]:
+    """The manifest kinds' schemas and the native API's OpenAPI document."""
+    from reconciler.api import openapi
+
+    return {**schema.generate(), "openapi.json": openapi.document()}
+
+
 def run(args: argparse.Namespace) -> int:
-    schemas = schema.generate()
+    schemas = _all()
     if args.check or args.write:
         stale = []
         for filename, content in schemas.items():

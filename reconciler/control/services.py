@@ -158,7 +158,13 @@ class ServiceController:
         current = self.replicas(name)
         outdated = [s.name for s in current if s.spec["service"].get("template") != want]
         if outdated:
-            self._rollout(service, outdated)
+            try:
+                self._rollout(service, outdated)
+            except DriverError as exc:
+                result = "paused" if "rollout paused" in str(exc) else "rolled_back"
+                self.drivers.engine.notify("rollout", service=name, result=result)
+                raise
+            self.drivers.engine.notify("rollout", service=name, result="completed")
         ready = [s.name for s in self.replicas(name) if s.spec["service"].get("template") == want]
         while len(ready) < spec.replicas:
             slot = self._free_slot(name, {_slot(s.name) for s in self.replicas(name)})

@@ -10,8 +10,10 @@ signatures; front ends are written against either.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from reconciler.engine.locks import ObjectLocks
 from reconciler.engine.wiring import EngineConfig, Wiring
@@ -33,6 +35,15 @@ class Engine:
         self.locks = ObjectLocks()
         #: Where this engine answers: "local" in-process; the agent sets its socket.
         self.host = "local"
+        #: Who hears of what the engine did (the agent's metrics): ``observer(event, fields)``.
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def notify(self, event: str, **fields: Any) -> None:
+        """Tell the observers: ``pulled`` (bytes), ``rollout`` (result), ``pass``
+        (outcome, seconds). An observer's failure is never the operation's."""
+        for observer in self.observers:
+            with contextlib.suppress(Exception):
+                observer(event, fields)
 
     @functools.cached_property
     def containers(self) -> Containers:

@@ -279,7 +279,17 @@ class Images:
             wanted = oci.parse_platform(platform) if platform else None
         except oci.ManifestError as exc:
             raise errors.InvalidRequest(str(exc)) from None
-        callback = _BlobProgress(progress, PULL_STATUS) if progress else None
+        shown = _BlobProgress(progress, PULL_STATUS) if progress else None
+        downloaded: dict[str, int] = {}
+        guard = threading.Lock()
+
+        def callback(event: ProgressEvent) -> None:
+            if event.phase == "downloading" or event.phase == "done":
+                with guard:
+                    downloaded[event.digest] = max(downloaded.get(event.digest, 0), event.done)
+            if shown is not None:
+                shown(event)
+
         with self._hold(reference), self._store_lock.shared():
             try:
                 image = distribution.pull(
@@ -289,6 +299,8 @@ class Images:
                 raise registry_error(exc) from None
             except (ImageError, oci.ManifestError) as exc:
                 raise errors.InvalidRequest(f"pull {reference}: {exc}") from None
+            finally:
+                self.engine.notify("pulled", bytes=sum(downloaded.values()))
         return self._summary(normalize(reference), image)
 
     def push(self, reference: str, *, progress: models.Progress | None = None) -> models.PushResult:

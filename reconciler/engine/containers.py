@@ -120,7 +120,8 @@ class Containers:
                 with self._hold(name):
                     with contextlib.suppress(Exception):  # gone already unless it never started
                         runtime.delete(name)
-                    setup.release(self._wiring, name, spec, anonymous_volumes=True)
+                    if runtime.store.read(name) is None:  # not if someone else started it meanwhile
+                        setup.release(self._wiring, name, spec, anonymous_volumes=True)
 
     # --- the reconcile loop's ----------------------------------------------------
 
@@ -273,7 +274,10 @@ class Containers:
     ) -> Iterator[LogEntry]:
         """What a detached container wrote, oldest first (the last ``tail``, those at
         or after ``since_ns``); with ``follow``, then what it writes until it exits.
-        An unknown name is NotFound at once, before the first entry is asked for."""
+        A negative ``tail`` is all of it, as Docker's. An unknown name is NotFound at
+        once, before the first entry is asked for."""
+        if tail is not None and tail < 0:
+            tail = None
         runtime = self._runtime()
         with setup.translated():
             runtime.inspect(name)

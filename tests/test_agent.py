@@ -80,7 +80,19 @@ def stack(engine: dict[str, str], tmp_path: Path) -> Iterator[Path]:
 def start_agent(env: dict[str, str], directory: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "agent", str(directory), "--resync", "1", "--debounce", "200"],
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "agent",
+                str(directory),
+                "--socket",
+                str(log.parent / "agent.sock"),
+                "--resync",
+                "1",
+                "--debounce",
+                "200",
+            ],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -249,7 +261,19 @@ def test_a_failing_pass_is_retried_with_backoff_sooner_than_the_resync(engine: d
     log = tmp_path / "agent.log"
     with open(log, "ab") as output:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "agent", str(directory), "--resync", "60", "--debounce", "200"],
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "agent",
+                str(directory),
+                "--socket",
+                str(log.parent / "agent.sock"),
+                "--resync",
+                "60",
+                "--debounce",
+                "200",
+            ],
             env=engine,
             cwd=REPO,
             stdout=subprocess.DEVNULL,

@@ -34,6 +34,8 @@ SHUTDOWN_GRACE = 1.0
 
 
 class _JSONLines(logging.Formatter):
+    # one line per record: logging's handler writes it with its own lock, and the
+    # loop's lines go through control.agent.log's; each is one write call
     """The agent logs one JSON object per line on stderr, as the reconcile loop does."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -49,8 +51,9 @@ class _JSONLines(logging.Formatter):
 
 
 def _log_event(event: str, **fields: object) -> None:
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
-    print(json.dumps(record), file=sys.stderr, flush=True)
+    from reconciler.control.agent import log as write_line
+
+    write_line(event, **fields)
 
 
 def run(args: argparse.Namespace) -> int:

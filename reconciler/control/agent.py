@@ -45,8 +45,21 @@ OUTCOME = {0: "unchanged", 1: "failed", 2: "changed"}
 
 
 def log(event: str, **fields: object) -> None:
+    """One JSON line on stderr, written whole: the loop's thread and the API's share it."""
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
-    print(json.dumps(record), file=sys.stderr, flush=True)
+    with _LOG_LOCK:
+        sys.stderr.write(json.dumps(record) + "\n")
+        sys.stderr.flush()
+
+
+def say(text: str) -> None:
+    """A plain line on stderr (a validation error), written whole as ``log``'s are."""
+    with _LOG_LOCK:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+_LOG_LOCK = threading.Lock()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,7 +158,7 @@ def _progress(event: dict[str, Any]) -> None:
     if event["kind"] == "object":
         log("object", key=event["key"], outcome=event["outcome"], reason=event["reason"])
     else:
-        print(event["message"], file=sys.stderr, flush=True)
+        say(event["message"])
 
 
 def _loop(
@@ -178,9 +191,9 @@ def _loop(
         if report.get("valid") is False:  # nothing applied: the last good state keeps running
             issues = report.get("errors", [])
             for issue in issues:
-                print(issue["text"], file=sys.stderr)
+                say(issue["text"])
             count = len(issues)
-            print(f"{args.directory}: {count} error{'s' if count != 1 else ''}; nothing applied", file=sys.stderr)
+            say(f"{args.directory}: {count} error{'s' if count != 1 else ''}; nothing applied")
         outcome, seconds = OUTCOME.get(code, "failed"), round(time.monotonic() - started, 3)
         log("pass", reason=reason, outcome=outcome, seconds=seconds)
         if on_pass is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
+import math
 import os
 import re
 import shutil
@@ -30,6 +32,10 @@ from reconciler.wire.route import Route, parse_query
 
 #: Names of objects in paths: Docker's container-name grammar.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+#: Integers in queries are 64-bit, as in the OpenAPI document: a larger one would
+#: overflow where the engine hands it to C (a deque's length, a syscall).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 #: How long a stream's first item is awaited before its headers go out anyway: an
 #: error at the start (no such container) still gets its status, and ``logs -f`` of
@@ -66,8 +72,20 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
-def _query(request: web.Request, route: Route) -> dict[str, Any]:
+def required_query(route: Route, function: Callable[..., Any]) -> frozenset[str]:
+    """The query parameters of ``route`` its method cannot do without (no default):
+    a request without one is refused (400) instead of failing in the call."""
+    parameters = inspect.signature(function).parameters
+    return frozenset(
+        name for name, _ in route.query if name in parameters and parameters[name].default is inspect.Parameter.empty
+    )
+
+
+def _query(request: web.Request, route: Route, required: frozenset[str] = frozenset()) -> dict[str, Any]:
     found: dict[str, Any] = {}
+    missing = sorted(required - set(request.query))
+    if missing:
+        raise errors.InvalidRequest(f"required query parameter missing: {', '.join(missing)}")
     for name, kind in route.query:
         if name not in request.query:
             continue
@@ -75,11 +93,16 @@ def _query(request: web.Request, route: Route) -> dict[str, Any]:
             found[name] = list(request.query.getall(name))
             continue
         try:
-            found[name] = parse_query(request.query[name], kind)
+            value = parse_query(request.query[name], kind)
+            if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+                raise ValueError("out of range")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("not finite")
         except ValueError:
             raise errors.InvalidRequest(
                 f"query parameter {name}: not a valid {kind}: {request.query[name]!r}"
             ) from None
+        found[name] = value
     return found
 
 
@@ -128,10 +151,11 @@ def extract(archive: str, directory: str) -> str:
 def bind(route: Route, context: Context) -> Callable[[web.Request], Any]:
     """The aiohttp handler of ``route``."""
     function = context.method(route.op)
+    required = required_query(route, function)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         kwargs = {name: check_name(request.match_info[name], name) for name in route.placeholders()}
-        kwargs.update(_query(request, route))
+        kwargs.update(_query(request, route, required))
         scratch: str | None = None
         try:
             if route.body is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,18 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
         text=json.dumps({"code": code, "message": message, **extra}),
         content_type="application/json",
     )
+
+
+def protocol_error(status: int, message: str | None) -> web.Response:
+    """The answer to a request aiohttp could not parse (a request line or header too
+    long, a malformed one), or one its handler failed outside the middleware: JSON,
+    like every other error, and the connection closed after it."""
+    if status >= 500:
+        response = error_response(status, "internal", "internal error; the agent's log has the details")
+    else:
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), message or HTTPStatus(status).phrase)
+    response.force_close()
+    return response
 
 
 def engine_error(exc: errors.EngineError) -> web.Response:

@@ -20,7 +20,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
+
+from reconciler.api import errors
 
 
 class _Handler(RequestHandler):
@@ -37,6 +40,24 @@ class _Handler(RequestHandler):
             self.on_eof()
             return True  # keep the transport open for writing: a half-close is not a hang-up
         return None
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request aiohttp itself refuses (a request line longer than it reads, bad
+        headers) is answered in JSON as every other error, and logged as one line:
+        a client's mistake is no traceback in the agent's log."""
+        if request.writer.output_size > 0:  # as aiohttp's: the answer has begun, nothing more can be sent
+            raise ConnectionError("the response has begun: no error response can follow")
+        if status >= 500:
+            errors.log.error("%s %s failed", request.method, request.path, exc_info=exc)
+        else:
+            errors.log.warning("refused a request from %s: %s", request.remote, message or exc)
+        return errors.protocol_error(status, message)
 
 
 class _Server(Server):

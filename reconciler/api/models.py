@@ -45,7 +45,7 @@ def validating(tp: Any) -> Any:
         for key, hint in hints.items():
             inner = _strip_requiredness(hint)
             converted = _convert(inner)
-            marker = typing_extensions.Required if key in tp.__required_keys__ else typing_extensions.NotRequired
+            marker = typing_extensions.Required if _required(tp, key, hint) else typing_extensions.NotRequired
             fields[key] = marker[converted]
         make: Any = typing_extensions.TypedDict  # called with a computed name: mypy wants literals
         rebuilt = make(tp.__name__, fields, total=True)
@@ -54,6 +54,19 @@ def validating(tp: Any) -> Any:
         rebuilt.__module__ = tp.__module__
         return rebuilt
     return _convert(tp)
+
+
+def _required(tp: Any, key: str, hint: Any) -> bool:
+    """Whether ``key`` must be present. The hint's own ``Required``/``NotRequired``
+    decides first: in a module with ``from __future__ import annotations`` Python
+    3.11 cannot see them in the string annotations, and ``__required_keys__`` then
+    lists a ``NotRequired`` key as required (the ``total`` of the class is right)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.NotRequired:
+        return False
+    if origin is typing.Required:
+        return True
+    return key in tp.__required_keys__
 
 
 def _strip_requiredness(hint: Any) -> Any:

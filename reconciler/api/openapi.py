@@ -4,13 +4,14 @@ engine's models; checked in as ``schemas/openapi.json`` (``reconcile schema
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from reconciler import __version__
 from reconciler.api import models
-from reconciler.api.dispatch import NAME
+from reconciler.api.dispatch import INT_MAX, INT_MIN, NAME, required_query
 from reconciler.wire.route import Route
 from reconciler.wire.routes import ROUTES
 
@@ -28,7 +29,7 @@ ERROR = {
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
-    "int": {"type": "integer"},
+    "int": {"type": "integer", "format": "int64", "minimum": INT_MIN, "maximum": INT_MAX},
     "float": {"type": "number"},
     "bool": {"type": "boolean"},
     "list": {"type": "array", "items": {"type": "string"}},
@@ -80,13 +81,25 @@ def _responses(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     return responses
 
 
+def _required_query(route: Route) -> frozenset[str]:
+    """The query parameters the operation cannot do without, read from the
+    signature in its resource's Protocol (``ImagesAPI.inspect(reference)``), as the
+    server reads them from the engine's method."""
+    group, name = route.op.split(".")
+    module = importlib.import_module(f"{models.MODELS_PACKAGE}.{group}")
+    method = getattr(getattr(module, f"{group.capitalize()}API", None), name, None)
+    return frozenset() if method is None else required_query(route, method)
+
+
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME.pattern}}
         for name in route.placeholders()
     ]
+    required = _required_query(route)
     parameters += [
-        {"name": name, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[kind]} for name, kind in route.query
+        {"name": name, "in": "query", "required": name in required, "schema": _QUERY_SCHEMAS[kind]}
+        for name, kind in route.query
     ]
     operation: dict[str, Any] = {
         "operationId": route.op,

@@ -153,8 +153,9 @@ class ImageStore:
             return entry["manifest"]
         if "@" in reference:
             digest = reference.rsplit("@", 1)[1]
-            if self._is_manifest(check_digest(digest)):
-                return digest
+            with contextlib.suppress(BlobError):  # not a digest: names no image
+                if self._is_manifest(check_digest(digest)):
+                    return digest
         hex_part = reference.removeprefix("sha256:")
         if len(hex_part) >= 12 and all(c in "0123456789abcdef" for c in hex_part):
             if len(hex_part) == 64 and self._is_manifest("sha256:" + hex_part):

@@ -271,6 +271,9 @@ class Runtime:
             state.monitor_pid = os.getpid()
             state.started_at = time.time()
             self.store.write(state)
+            # the log exists once start returns: ``logs -f`` right after ``run -d``
+            # follows it instead of finding nothing (monitor.py appends to it)
+            open(self.store.path(state.name, "container.log"), "ab").close()
             for fd in (out_r, err_r):
                 if fd >= 0:
                     os.set_inheritable(fd, True)
@@ -300,7 +303,11 @@ class Runtime:
         return state
 
     def containers(self) -> list[ContainerState]:
-        return [self.inspect(name) for name in self.store.names()]
+        states = []
+        for name in self.store.names():
+            with contextlib.suppress(NoSuchContainer):  # removed since the directory was listed
+                states.append(self.inspect(name))
+        return states
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         state = self.inspect(name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ def resolve(args: argparse.Namespace) -> Target:
     if host:
         return Target(host, _tls_flags(args), via="RECONCILE_HOST")
     name = getattr(args, "context", None) or os.environ.get("RECONCILE_CONTEXT")
+    if name is None and not _contexts_file_exists():
+        return _default_socket_or_local(args)  # no context anywhere: nothing to read
     from reconciler.client import contexts
 
     try:
@@ -58,6 +59,16 @@ def resolve(args: argparse.Namespace) -> Target:
 
             files = TLSFiles(tls["ca"], tls["cert"], tls["key"])
         return Target(context["host"], files, via=f"context {name}")
+    return _default_socket_or_local(args)
+
+
+def _contexts_file_exists() -> bool:
+    from reconciler.client import contexts
+
+    return os.path.exists(contexts.path())
+
+
+def _default_socket_or_local(args: argparse.Namespace) -> Target:
     if os.path.abspath(getattr(args, "root", DEFAULT_ROOT)) == DEFAULT_ROOT:
         path = os.environ.get("RECONCILE_SOCKET", DEFAULT_SOCKET)
         if _listening(path):
@@ -80,6 +91,8 @@ def _tls_flags(args: argparse.Namespace) -> TLSFiles | None:
 def _listening(path: str) -> bool:
     if not os.path.exists(path):
         return False
+    import socket
+
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)

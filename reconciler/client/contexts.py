@@ -9,13 +9,12 @@ listens there, else the in-process engine.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from typing import Any
 
 DEFAULT = "default"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+#: Context names (checked with ``re``, imported then: the CLI reads contexts on every command).
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 
 
 class ContextError(Exception):
@@ -30,31 +29,35 @@ def directory() -> str:
     return os.path.join(base, "reconcile")
 
 
-def _path() -> str:
+def path() -> str:
     return os.path.join(directory(), "contexts.json")
 
 
 def load() -> dict[str, Any]:
+    import json
+
     try:
-        with open(_path()) as handle:
+        with open(path()) as handle:
             document = json.load(handle)
     except FileNotFoundError:
         return {"current": DEFAULT, "contexts": {}}
     except ValueError as exc:
-        raise ContextError(f"{_path()}: not valid JSON: {exc}") from None
+        raise ContextError(f"{path()}: not valid JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("contexts"), dict):
-        raise ContextError(f"{_path()}: not a contexts file")
+        raise ContextError(f"{path()}: not a contexts file")
     document.setdefault("current", DEFAULT)
     return document
 
 
 def save(document: dict[str, Any]) -> None:
+    import json
+
     os.makedirs(directory(), mode=0o700, exist_ok=True)
-    temporary = _path() + ".tmp"
+    temporary = path() + ".tmp"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(document, handle, indent=2)
-    os.replace(temporary, _path())
+    os.replace(temporary, path())
 
 
 def get(name: str) -> dict[str, Any]:
@@ -71,7 +74,9 @@ def current() -> str:
 
 
 def create(name: str, *, host: str, description: str = "", tls: dict[str, str] | None = None) -> dict[str, Any]:
-    if not NAME.match(name) or name == DEFAULT:
+    import re
+
+    if not re.match(NAME, name) or name == DEFAULT:
         raise ContextError(f"invalid context name {name!r}")
     if not (host.startswith("unix://") or host.startswith("tcp://")):
         raise ContextError(f"invalid host {host!r}: use unix:///PATH or tcp://HOST:PORT")
@@ -79,6 +84,7 @@ def create(name: str, *, host: str, description: str = "", tls: dict[str, str] |
         for key in ("ca", "cert", "key"):
             if not tls.get(key):
                 raise ContextError(f"TLS needs --tls-ca, --tls-cert and --tls-key (missing {key})")
+        for key in ("ca", "cert", "key"):
             tls[key] = os.path.abspath(tls[key])
             if not os.path.isfile(tls[key]):
                 raise ContextError(f"--tls-{key}: no such file {tls[key]}")

@@ -313,3 +313,71 @@ def test_tcp_with_client_certificates(agents, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     plain = agent.cli("--host", host, "system", "version", remote=False)
     assert plain.returncode != 0 and "Traceback" not in plain.stderr
+
+
+STACK = """apiVersion: reconcile/v1
+kind: Image
+metadata: {name: base}
+spec: {import: {path: base.tar}, tag: "remote-base:1"}
+---
+apiVersion: reconcile/v1
+kind: Container
+metadata: {name: ticker}
+spec:
+  image: base
+  network_mode: none
+  command: ["sleep", "600"]
+"""
+
+
+def test_once_through_the_agent_sends_the_manifests_and_keeps_paths_and_exit_codes(agents, tmp_path):
+    from tests.test_cli_containers import busybox_tarball
+
+    agent = make_agent(agents, tmp_path / "a")
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: remote\n")
+    (directory / "objects.yaml").write_text(STACK.replace("image: base", "imgae: base"))
+    broken = agent.cli("--once", str(directory))
+    assert broken.returncode == 1
+    assert f"{directory}/objects.yaml:10:3: container/ticker: spec.imgae: unknown field" in broken.stderr
+    first = agent.cli("--once", str(directory), "-o", "json")
+    assert first.returncode == 1  # still the broken file: nothing applied
+    (directory / "objects.yaml").write_text(STACK)
+    applied = agent.cli("--once", str(directory))
+    assert applied.returncode == 2, applied.stderr
+    assert "stack remote: 2 created" in applied.stdout
+    rows = json.loads(agent.cli("ps", "-o", "json").stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [("ticker", "running")]
+    again = agent.cli("--once", str(directory), "-o", "json")
+    assert again.returncode == 0, again.stderr
+    status = json.loads(agent.cli("status", "-o", "json").stdout)
+    assert {row["key"] for row in status} >= {"image/base", "container/ticker"}
+    (directory / "objects.yaml").unlink()
+    down = agent.cli("--once", str(directory))
+    assert down.returncode == 2, down.stderr
+    assert json.loads(agent.cli("ps", "-a", "-o", "json").stdout) == []
+    assert "Traceback" not in agent.log.read_text()
+
+
+def test_an_agent_with_manifests_reconciles_and_serves_the_api(agents, tmp_path):
+    from tests.test_cli_containers import busybox_tarball
+
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: served\n")
+    (directory / "objects.yaml").write_text(STACK)
+    agent = make_agent(agents, tmp_path / "a", str(directory), "--resync", "1")
+    _wait(lambda: '"running"' in agent.cli("ps", "-o", "json").stdout, what="the agent's pass")
+    rows = json.loads(agent.cli("ps", "-o", "json").stdout)
+    assert [r["name"] for r in rows] == ["ticker"]
+    assert agent.cli("kill", "ticker").returncode == 0  # drift: the loop heals it
+    _wait(lambda: '"running"' in agent.cli("ps", "-o", "json").stdout, what="the healed container")
+    status, metrics = agent.request("GET", "/metrics")
+    assert status == 200 and "reconcile_passes_total" in metrics
+    assert agent.stop() == 0
+    (directory / "objects.yaml").unlink()
+    down = agent.cli("--once", str(directory), remote=False)
+    assert down.returncode == 2, down.stderr

@@ -39,9 +39,6 @@ CORE = {"model", "plan"}
 #: Imports that break a contract today and are being fixed. Each entry is
 #: (importer, imported module); the goal is an empty set.
 ALLOWED: dict[tuple[str, str], str] = {
-    # control.once.run stays only while cli/main.py dispatches `apply`/`--once` to it;
-    # once main.py calls cli.manifest_commands.apply itself, delete run and this line.
-    ("reconciler.control.once", "reconciler.cli.manifest_commands"): "cli/main.py still dispatches apply here",
     # login/logout write registry credentials under the root with the distribution
     # client itself: not engine operations (yet), so no route serves them either.
     ("reconciler.cli.image_commands", "reconciler.images.distribution"): "registry login is no engine op yet",

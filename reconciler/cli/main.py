@@ -68,13 +68,31 @@ class _OnlySubcommand:
         return self.actions.add_parser(name, **kwargs)
 
 
+#: Options before the command that take a value (``reconcile --host H ps``).
+_GLOBAL_WITH_VALUE = ("-H", "--host", "--context", "--tls-ca", "--tls-cert", "--tls-key")
+
+
+def _command_index(argv: Sequence[str]) -> int | None:
+    """Where the command is in ``argv``, past the global options; None when a
+    top-level option such as --help or --version comes first (or nothing does)."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in _GLOBAL_WITH_VALUE:
+            index += 2
+        elif token.startswith("--") and token.split("=", 1)[0] in _GLOBAL_WITH_VALUE:
+            index += 1
+        elif token.startswith("-") and token != "--once":
+            return None  # --help or --version need every subcommand
+        else:
+            return index
+    return None
+
+
 def _subcommand(argv: Sequence[str]) -> str | None:
     """The subcommand ``argv`` names, or None (help, version, nothing: build them all)."""
-    for token in argv:
-        if token.startswith("-"):
-            return None  # a top-level option: --help or --version need every subcommand
-        return token
-    return None
+    index = _command_index(argv)
+    return None if index is None else argv[index]
 
 
 def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -414,8 +432,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    if arguments[:1] == ["--once"]:  # `reconcile --once DIR`: the CI spelling of one apply pass
-        arguments = ["apply", *arguments[1:]]
+    index = _command_index(arguments)
+    if index is not None and arguments[index] == "--once":  # `reconcile --once DIR`: CI's spelling of apply
+        arguments = [*arguments[:index], "apply", *arguments[index + 1 :]]
     only = _subcommand(arguments)
     parser = build_parser(only if only in _commands() else None)  # an unknown one: list every choice
     args = parser.parse_args(arguments)
@@ -495,9 +514,9 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         return context_commands.context(args)
 
     def apply_once(args: argparse.Namespace) -> int:
-        from reconciler.control import once
+        from reconciler.cli import manifest_commands
 
-        return once.run(args)
+        return manifest_commands.apply(args)
 
     def networks(args: argparse.Namespace) -> int:
         from reconciler.cli import network_commands

@@ -346,11 +346,3 @@ def _report(
     document = {**_document(plan, results), "healed": healed or [], "shortcut": False, "seconds": seconds}
     return cast("ApplyReport", {**document, "exit_code": code})
 
-
-def run(args: argparse.Namespace) -> int:
-    """``reconcile --once``/``apply`` as ``cli/main.py`` dispatches it today. Only
-    until main.py calls ``cli.manifest_commands.apply`` itself: then this goes, with
-    its entry in ``tests/test_layering.py``'s allowlist (control imports no cli)."""
-    from reconciler.cli import manifest_commands
-
-    return manifest_commands.apply(args)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reconciler.client.transport import TLSFiles
+    from reconciler.engine.models.engine import EngineAPI
 
 DEFAULT_ROOT = "/var/lib/reconcile"
 DEFAULT_SOCKET = "/run/reconcile/reconcile.sock"
@@ -103,15 +104,19 @@ def _listening(path: str) -> bool:
         probe.close()
 
 
-def engine(args: argparse.Namespace) -> Any:
+def engine(args: argparse.Namespace) -> EngineAPI:
     """The engine for this command's arguments: an ``Engine`` in-process, or a
     ``RemoteEngine`` with the same operation groups."""
     target = resolve(args)
     if target.host is not None:
         from reconciler.client.remote import RemoteEngine
 
-        return RemoteEngine(target.host, tls=target.tls)
+        remote: EngineAPI = RemoteEngine(target.host, tls=target.tls)
+        return remote
     from reconciler.engine.core import Engine
     from reconciler.engine.wiring import EngineConfig
 
-    return Engine(EngineConfig.from_environment(getattr(args, "root", None), getattr(args, "cgroup_parent", None)))
+    local: EngineAPI = Engine(
+        EngineConfig.from_environment(getattr(args, "root", None), getattr(args, "cgroup_parent", None))
+    )
+    return local

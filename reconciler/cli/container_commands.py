@@ -17,13 +17,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import connect
 from reconciler.cli import main as cli
 from reconciler.engine import errors
 from reconciler.engine.models.containers import ContainersAPI, ExecRequest, RunRequest, Stdio
 from reconciler.model import quantities
+
+if TYPE_CHECKING:
+    from reconciler.engine.models.engine import EngineAPI
 
 #: Docker's code for "the engine could not run it".
 EXIT_ENGINE = 125
@@ -35,7 +38,7 @@ def _fail(exc: errors.EngineError, default: int) -> int:
 
 
 @contextlib.contextmanager
-def _engine(args: argparse.Namespace) -> Iterator[Any]:
+def _engine(args: argparse.Namespace) -> Iterator[EngineAPI]:
     """The engine (``Engine`` or ``RemoteEngine``), closed when the command is done."""
     engine = connect.engine(args)
     try:
@@ -169,11 +172,14 @@ def ps(args: argparse.Namespace) -> int:
     try:
         with _engine(args) as engine:
             rows = engine.containers.list(all=args.all)
+            host = engine.host
     except errors.EngineError as exc:
         return _fail(exc, cli.EXIT_FAILED)
     if args.output == "json":
         print(json.dumps(rows))
         return cli.EXIT_OK
+    if host != "local":  # which engine answered; on stderr, so the table's lines stay as they are
+        print(f"host: {host}", file=sys.stderr)
     print(f"{'NAME':<24} {'STATUS':<10} {'PID':>8} {'EXIT':>5}  COMMAND")
     for row in rows:
         command = " ".join(row["command"])[:40]

@@ -1,17 +1,23 @@
 """``RemoteEngine``: the engine's operation groups over HTTP to an agent, with the same
-signatures as ``reconciler.engine.core.Engine``'s, so a command is written once.
-Each group is built on first use (``reconcile ps`` imports the containers client
-alone)."""
+signatures as ``reconciler.engine.core.Engine``'s (both are an
+``engine.models.engine.EngineAPI``), so a command is written once. Each group is
+built on first use (``reconcile ps`` imports the containers client alone)."""
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler.client.transport import TLSFiles, Transport
 
 if TYPE_CHECKING:
     from reconciler.client.containers import RemoteContainers
+    from reconciler.client.events import RemoteEvents
+    from reconciler.client.images import RemoteImages
+    from reconciler.client.networks import RemoteNetworks
+    from reconciler.client.stacks import RemoteStacks
+    from reconciler.client.system import RemoteSystem
+    from reconciler.client.volumes import RemoteVolumes
 
 
 class RemoteEngine:
@@ -25,34 +31,41 @@ class RemoteEngine:
 
         return RemoteContainers(self.transport)
 
-    def _group(self, module: str, cls: str) -> Any:
-        import importlib
+    @functools.cached_property
+    def images(self) -> RemoteImages:
+        from reconciler.client.images import RemoteImages
 
-        return getattr(importlib.import_module(f"reconciler.client.{module}"), cls)(self.transport)
+        return RemoteImages(self.transport)
 
     @functools.cached_property
-    def images(self) -> Any:
-        return self._group("images", "RemoteImages")
+    def networks(self) -> RemoteNetworks:
+        from reconciler.client.networks import RemoteNetworks
+
+        return RemoteNetworks(self.transport)
 
     @functools.cached_property
-    def networks(self) -> Any:
-        return self._group("networks", "RemoteNetworks")
+    def volumes(self) -> RemoteVolumes:
+        from reconciler.client.volumes import RemoteVolumes
+
+        return RemoteVolumes(self.transport)
 
     @functools.cached_property
-    def volumes(self) -> Any:
-        return self._group("volumes", "RemoteVolumes")
+    def stacks(self) -> RemoteStacks:
+        from reconciler.client.stacks import RemoteStacks
+
+        return RemoteStacks(self.transport)
 
     @functools.cached_property
-    def stacks(self) -> Any:
-        return self._group("stacks", "RemoteStacks")
+    def system(self) -> RemoteSystem:
+        from reconciler.client.system import RemoteSystem
+
+        return RemoteSystem(self.transport)
 
     @functools.cached_property
-    def system(self) -> Any:
-        return self._group("system", "RemoteSystem")
+    def events(self) -> RemoteEvents:
+        from reconciler.client.events import RemoteEvents
 
-    @functools.cached_property
-    def events(self) -> Any:
-        return self._group("events", "RemoteEvents")
+        return RemoteEvents(self.transport)
 
     def close(self) -> None:
-        pass
+        """Nothing held between requests: each opens its own connection."""

@@ -44,6 +44,7 @@ def test_the_socket_is_0660_and_answers_pings(agents, tmp_path):
     status, body = agent.request("GET", "/_ping")
     assert (status, body) == (200, "OK")
     assert agent.stop() == 0
+    assert not agent.socket.exists()  # a stopped agent takes its socket with it
     assert "Traceback" not in agent.log.read_text()
 
 

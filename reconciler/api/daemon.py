@@ -64,11 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.engine.core import Engine
     from reconciler.engine.wiring import EngineConfig
 
+    tls = None
     try:
-        lock = listen.agent_lock(args.root)
-        sockets = [listen.unix_socket(args.socket, group=args.group)]
-        tls = None
-        if args.tcp:
+        if args.tcp:  # checked before anything is made: a refused start leaves nothing behind
             cert, key, ca = (getattr(args, f"tls_{name}", None) for name in ("cert", "key", "ca"))
             if cert and key and ca:
                 tls = listen.server_tls(cert=cert, key=key, ca=ca)
@@ -81,20 +79,27 @@ def run(args: argparse.Namespace) -> int:
                 _log_event(
                     "warning", message=f"serving the API on plain TCP {args.tcp}: anyone who can connect is root"
                 )
+        lock = listen.agent_lock(args.root)
     except listen.ListenError as exc:
         print(f"reconcile agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    unix = tcp = None
+    try:
+        unix = listen.unix_socket(args.socket, group=args.group)
+        tcp = listen.tcp_socket(args.tcp) if args.tcp else None
+    except listen.ListenError as exc:
+        print(f"reconcile agent: {exc}", file=sys.stderr)
+        if unix is not None:
+            listen.remove_socket(args.socket, unix)
+        lock.close()
         return EXIT_FAILED
     engine = Engine(EngineConfig(args.root, args.cgroup_parent))
     engine.host = f"unix://{args.socket}"
     try:
-        tcp = listen.tcp_socket(args.tcp) if args.tcp else None
-    except listen.ListenError as exc:
-        print(f"reconcile agent: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        asyncio.run(_serve(args, engine, sockets[0], tcp, tls))
+        asyncio.run(_serve(args, engine, unix, tcp, tls))
     finally:
         engine.close()
+        listen.remove_socket(args.socket, unix)
         lock.close()
     return EXIT_OK
 

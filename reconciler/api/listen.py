@@ -80,11 +80,24 @@ def unix_socket(path: str, *, group: str | None = None, mode: int = 0o660) -> so
     finally:
         os.umask(previous)
     os.chmod(path, mode)
+    _BOUND[path] = os.stat(path).st_ino
     if gid is not None:
         os.chown(path, -1, gid)
     sock.listen(512)
     sock.setblocking(False)
     return sock
+
+
+#: The inode of each socket file this process bound, by path.
+_BOUND: dict[str, int] = {}
+
+
+def remove_socket(path: str, sock: socket.socket) -> None:
+    """Unlink the socket file we made, unless another agent has replaced it since."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == _BOUND.get(path):
+            os.unlink(path)
+    sock.close()
 
 
 def agent_lock(root: str) -> IO[str]:

@@ -382,3 +382,93 @@ def test_an_agent_with_manifests_reconciles_and_serves_the_api(agents, tmp_path)
     (directory / "objects.yaml").unlink()
     down = agent.cli("--once", str(directory), remote=False)
     assert down.returncode == 2, down.stderr
+
+
+def _run_in_terminal(argv: list[str], env: dict[str, str], keys: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr, typing
+    ``keys`` once it prints something; its exit code and all it printed."""
+    import pty
+    import select
+
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(REPO)
+        os.execvpe(argv[0], argv, env)
+    output = b""
+    typed = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break  # the child closed the terminal: it exited
+                if not chunk:
+                    break
+                output += chunk
+            if not typed and (output or time.monotonic() > deadline - timeout + 3):
+                os.write(master, keys)
+                typed = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(master)
+    return os.waitstatus_to_exitcode(status), output
+
+
+def test_run_and_exec_with_a_terminal_through_the_agent(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    command = [sys.executable, "-m", "reconciler", "--host", agent.host]
+    code, output = _run_in_terminal(
+        [*command, "run", "-it", "--rm", image, "sh"], agent.env, b"tty | grep -q pts && echo IN-A-TTY; exit 5\r"
+    )
+    assert code == 5 and b"IN-A-TTY" in output, output
+    assert agent.cli("run", "-d", "--name", "box", image, "sleep", "600").returncode == 0
+    code, output = _run_in_terminal(
+        [*command, "exec", "-it", "box", "sh"], agent.env, b"echo $((6 * 7)); [ -t 0 ] && echo IS-A-TTY; exit 3\r"
+    )
+    assert code == 3 and b"42" in output and b"IS-A-TTY" in output, output
+    assert agent.cli("rm", "-f", "box").returncode == 0
+
+
+def test_clients_that_go_away_mid_stream_or_mid_upload_leave_the_agent_serving(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a")
+    image = agent.image()
+    assert (
+        agent.cli(
+            "run", "-d", "--name", "talker", image, "sh", "-c", "while true; do echo x; sleep 0.1; done"
+        ).returncode
+        == 0
+    )
+    for _ in range(5):  # followers that hang up
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(agent.socket))
+        sock.sendall(b"GET /v1/containers/talker/logs?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.close()
+    for _ in range(3):  # uploads cut half-way
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(agent.socket))
+        sock.sendall(
+            b"POST /v1/images/load HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+            b"Content-Length: 10485760\r\n\r\n" + b"\0" * 65536
+        )
+        sock.close()
+    sock = socket.socket(socket.AF_UNIX)  # an attached run whose client vanishes: the container runs on
+    sock.connect(str(agent.socket))
+    body = json.dumps({"image": image, "name": "orphan", "command": ["sh", "-c", "sleep 1; echo done"]}).encode()
+    sock.sendall(
+        b"POST /v1/containers/run HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    sock.close()
+    _wait(lambda: '"exited"' in agent.cli("ps", "-a", "-o", "json").stdout, what="the orphaned run to finish")
+    assert json.loads(agent.cli("inspect", "orphan").stdout)[0]["State"]["ExitCode"] == 0
+    assert agent.request("GET", "/_ping") == (200, "OK")
+    _wait(lambda: not list(agent.root.glob("upload-*")), what="the cut uploads' spool files to go")
+    assert "Traceback" not in agent.log.read_text()
+    for name in ("talker", "orphan"):
+        assert agent.cli("rm", "-f", name).returncode == 0

@@ -53,6 +53,9 @@ class _Handler(RequestHandler):
         a client's mistake is no traceback in the agent's log."""
         if request.writer.output_size > 0:  # as aiohttp's: the answer has begun, nothing more can be sent
             raise ConnectionError("the response has begun: no error response can follow")
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):  # the client went away: not our error
+            errors.log.info("%s %s: the client went away", request.method, request.path)
+            return errors.protocol_error(400, "the client went away")
         if status >= 500:
             errors.log.error("%s %s failed", request.method, request.path, exc_info=exc)
         else:

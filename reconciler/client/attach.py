@@ -19,7 +19,6 @@ import os
 import select
 import signal
 import socket
-import threading
 from typing import TYPE_CHECKING, Any
 
 from reconciler.engine import errors
@@ -108,9 +107,11 @@ def _pump(sock: socket.socket, rest: bytes, *, stdio: Any, tty: bool, host: str)
         with contextlib.suppress(OSError):
             os.write(wake_w, b"!")
 
-    if threading.current_thread() is threading.main_thread():
-        for sig in (*FORWARDED, *((signal.SIGWINCH,) if tty else ())):
+    for sig in (*FORWARDED, *((signal.SIGWINCH,) if tty else ())):
+        try:
             previous[sig] = signal.signal(sig, deliver)
+        except ValueError:  # not the main thread (an embedding caller's): nothing is forwarded
+            break
     try:
         if tty and stdin is not None and (size := _terminal_size(stdin)) is not None:
             sock.sendall(framing.pack(framing.RESIZE, json.dumps(size).encode()))

@@ -58,27 +58,25 @@ def read(root: str, *, since: float | None = None) -> list[Event]:
 
 
 def follow(root: str, *, since: float | None, stop: Callable[[], bool]) -> Iterator[Event]:
-    """The events so far, then each new one as it is appended, until ``stop()``."""
-    yield from read(root, since=since)
-    try:
-        offset = os.path.getsize(path(root))
-    except FileNotFoundError:
-        offset = 0
-    while not stop():
+    """The events so far, then each new one as it is appended, until ``stop()``.
+    The log is read from one offset on, so nothing appended while the reader is
+    busy is missed; a line still being written waits for its newline."""
+    offset = 0
+    while True:
         try:
-            size = os.path.getsize(path(root))
-        except FileNotFoundError:
-            size = 0
-        if size < offset:  # the log was replaced (rotated by hand): read it from its start
-            offset = 0
-        if size > offset:
             with open(path(root), "rb") as handle:
+                if os.fstat(handle.fileno()).st_size < offset:  # replaced (rotated by hand): from its start
+                    offset = 0
                 handle.seek(offset)
                 chunk = handle.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            offset += len(complete)
-            for line in complete.decode(errors="replace").splitlines():
-                record = _parse(line)
-                if record is not None:
-                    yield record
+        except FileNotFoundError:
+            chunk = b""
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            record = _parse(line)
+            if record is not None and (since is None or float(record.get("time", 0)) >= since):
+                yield record
+        if stop():
+            return
         time.sleep(POLL)

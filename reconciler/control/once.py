@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from reconciler.exitcodes import EXIT_CHANGES, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    import argparse
-
     from reconciler.control.apply import Result
     from reconciler.engine.core import Engine
     from reconciler.engine.models.stacks import ApplyReport, ManifestIssue
@@ -345,4 +343,3 @@ def _report(
     seconds = round(time.monotonic() - started, 3)
     document = {**_document(plan, results), "healed": healed or [], "shortcut": False, "seconds": seconds}
     return cast("ApplyReport", {**document, "exit_code": code})
-

@@ -3,7 +3,6 @@ real CLI with ``--host``; everything it made is removed afterwards, even on fail
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.runtime import cgroups, linux, netns
-from reconciler.runtime.state import StateStore
-from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball
+from reconciler.runtime import linux
+from tests.test_cli_containers import busybox_tarball, clean_engine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,36 +127,7 @@ class Agent:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
-        store = StateStore(str(self.root))
-        for name in store.names():
-            state = store.read(name)
-            for pid in (state.pid, state.monitor_pid) if state else ():
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    time.sleep(0.02)
-            except ChildProcessError:
-                break
-        for name in store.names():
-            group = cgroups.new_cgroup(name, parent=self.cgroup_parent)
-            for _ in range(100):
-                try:
-                    group.destroy()
-                    break
-                except cgroups.CgroupError:
-                    time.sleep(0.05)
-            netns.remove(store.path(name, "netns"))
-        assert_no_mounts_under(self.root)
-        parents = cgroups.new_cgroup("x", parent=self.cgroup_parent).parent_dirs()
-        for directory in parents:
-            if os.path.isdir(directory):
-                with contextlib.suppress(OSError):
-                    os.rmdir(directory)
-        assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
+        clean_engine(str(self.root), self.cgroup_parent)
 
 
 @pytest.fixture

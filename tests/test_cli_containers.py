@@ -47,30 +47,43 @@ def engine(tmp_path: Path) -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        store = StateStore(env["RECONCILE_ROOT"])
-        for name in store.names():
-            state = store.read(name)
-            for pid in (state.pid, state.monitor_pid) if state else ():
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        clean_engine(env["RECONCILE_ROOT"], env["RECONCILE_CGROUP_PARENT"])
+
+
+def clean_engine(root: str, cgroup_parent: str) -> None:
+    """Kill every container of ``root`` and its monitor, reap them (this process is a
+    subreaper), remove their cgroups and netns handles; assert no mount and no cgroup
+    is left behind. Shared by every fixture that runs containers."""
+    store = StateStore(root)
+    for name in store.names():
+        state = store.read(name)
+        for pid in (state.pid, state.monitor_pid) if state else ():
+            if pid and pid != os.getpid():  # an attached run in this process records it as the monitor
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.02)
+        except ChildProcessError:
+            break
+    for name in store.names():
+        group = cgroups.new_cgroup(name, parent=cgroup_parent)
+        for _ in range(100):  # killed processes leave the group a moment later
             try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    time.sleep(0.02)
-            except ChildProcessError:
+                group.destroy()
                 break
-        for name in store.names():
-            with contextlib.suppress(cgroups.CgroupError):
-                cgroups.new_cgroup(name, parent=env["RECONCILE_CGROUP_PARENT"]).destroy()
-            netns.remove(store.path(name, "netns"))
-        assert_no_mounts_under(Path(env["RECONCILE_ROOT"]))
-        parents = cgroups.new_cgroup("x", parent=env["RECONCILE_CGROUP_PARENT"]).parent_dirs()
-        for directory in parents:
-            if os.path.isdir(directory):
+            except cgroups.CgroupError:
+                time.sleep(0.05)
+        netns.remove(store.path(name, "netns"))
+    assert_no_mounts_under(Path(root))
+    parents = cgroups.new_cgroup("x", parent=cgroup_parent).parent_dirs()
+    for directory in parents:
+        if os.path.isdir(directory):
+            with contextlib.suppress(OSError):
                 os.rmdir(directory)
-        assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
+    assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
 
 
 def assert_no_mounts_under(path: Path) -> None:

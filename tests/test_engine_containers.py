@@ -5,9 +5,7 @@ left on the host afterwards."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
 import time
 import uuid
@@ -21,8 +19,8 @@ from reconciler.engine import errors
 from reconciler.engine.core import Engine
 from reconciler.engine.models.containers import ContainersAPI, RunRequest, Stdio
 from reconciler.engine.wiring import EngineConfig
-from reconciler.runtime import cgroups, linux, netns
-from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball
+from reconciler.runtime import linux
+from tests.test_cli_containers import busybox_tarball, clean_engine
 
 IMAGE = "busybox:engine"
 
@@ -36,31 +34,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         made.wiring.image_store().import_tarball(str(busybox_tarball(tmp_path / "busybox.tar")), IMAGE)
         yield made
     finally:
-        runtime = made.wiring.runtime()
-        for name in runtime.store.names():
-            state = runtime.store.read(name)
-            for pid in (state.pid, state.monitor_pid) if state else ():
-                if pid and pid != os.getpid():  # an attached run records us as its monitor
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    time.sleep(0.02)
-            except ChildProcessError:
-                break
-        for name in runtime.store.names():
-            with contextlib.suppress(cgroups.CgroupError):
-                cgroups.new_cgroup(name, parent=config.cgroup_parent).destroy()
-            netns.remove(runtime.store.path(name, "netns"))
         made.close()
-        assert_no_mounts_under(Path(config.root))
-        parents = cgroups.new_cgroup("x", parent=config.cgroup_parent).parent_dirs()
-        for directory in parents:
-            if os.path.isdir(directory):
-                os.rmdir(directory)
-        assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
+        clean_engine(config.root, config.cgroup_parent)
 
 
 def wait_for(predicate: Any, seconds: float = 15.0) -> None:

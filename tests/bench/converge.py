@@ -143,6 +143,10 @@ def objects_in(run: Run) -> int:
 #: Turns off the no-op shortcut (``reconciler.control.converged``): every pass is a full one.
 FULL_PASS = {"RECONCILE_NO_SHORTCUT": "1"}
 
+#: ``control.converged``: the stats a full pass takes of its inputs (before reading the
+#: manifests, before observing, after applying) and the record it leaves for the shortcut.
+FINGERPRINTS = "fingerprints (the shortcut's record)"
+
 
 def cli(
     run: Run, *args: str, timeout: float = 1800, env: dict[str, str] | None = None
@@ -202,15 +206,18 @@ def teardown(run: Run) -> tuple[int, dict[str, Any], float]:
 
 
 #: A fresh interpreter that imports what ``python -m reconciler --once`` imports (the
-#: CLI entry, then what ``one_pass`` imports when it runs), timing both, then loads
-#: this file and runs ``timed_passes``. Its argv: this file, DIR, ROOT, CGROUP_PARENT,
-#: WARM, PROFILE (0 or 1).
+#: CLI entry, then what the apply command and ``one_pass`` import when they run: the
+#: engine, its stacks group, the loop's modules and the drivers), timing both, then
+#: loads this file and runs ``timed_passes``. Its argv: this file, DIR, ROOT,
+#: CGROUP_PARENT, WARM, PROFILE (0 or 1).
 PHASES_PROBE = """
 import time
 started = time.perf_counter()
-import reconciler.cli.main, reconciler.control.once
+import reconciler.cli.main
 entry = time.perf_counter() - started
-import reconciler.cli.manifest_commands, reconciler.control.apply, reconciler.control.drivers
+import reconciler.cli.connect, reconciler.cli.manifest_commands
+import reconciler.engine.core, reconciler.engine.images, reconciler.engine.stacks, reconciler.engine.wiring
+import reconciler.control.once, reconciler.control.apply, reconciler.control.converged, reconciler.control.drivers
 import reconciler.control.events, reconciler.control.observe, reconciler.images.resolve, reconciler.images.store
 import reconciler.model.image, reconciler.network.manager, reconciler.plan, reconciler.runtime.containers
 import reconciler.volumes.local
@@ -224,17 +231,18 @@ bench["timed_passes"](sys.argv[2:], entry=entry, imports=imports, started=starte
 def timed_passes(argv: list[str], *, entry: float, imports: float, started: float) -> None:
     """Time ``one_pass`` phase by phase (in the ``PHASES_PROBE`` interpreter): wrap the
     functions it calls (the very ones, looked up at call time), run it cold once, then
-    warm as the agent does. With profiling the cold pass runs under cProfile, each
-    applier step in its worker thread too (cProfile sees one thread only), merged.
-    Prints JSON, with the time spent around the cold pass so the parent can tell
-    interpreter shutdown from the rest."""
+    warm as the agent does (one ``Engine`` for every pass, its drivers built on the
+    first). With profiling the cold pass runs under cProfile, each applier step in its
+    worker thread too (cProfile sees one thread only), merged. Prints JSON, with the
+    time spent around the cold pass so the parent can tell interpreter shutdown from
+    the rest."""
     import gc
 
     import reconciler.plan as plan_module
-    from reconciler.cli import main as cli_main
-    from reconciler.cli import manifest_commands
-    from reconciler.control import apply, observe
+    from reconciler.control import apply, converged, observe
     from reconciler.control import once as once_module
+    from reconciler.engine.core import Engine
+    from reconciler.engine.wiring import EngineConfig
     from reconciler.images import resolve
     from reconciler.network import manager
 
@@ -251,13 +259,15 @@ def timed_passes(argv: list[str], *, entry: float, imports: float, started: floa
 
         return wrapper
 
-    manifest_commands._load = timed("load + validate", manifest_commands._load)
+    once_module.load = timed("load + validate", once_module.load)
     resolve.digests = timed("image digests", resolve.digests)
     manager.NetworkManager.__init__ = timed("open state (sqlite, nftables)", manager.NetworkManager.__init__)  # type: ignore[method-assign]
     observe.observe = timed("observe", observe.observe)
     plan_module.plan = timed("plan", plan_module.plan)
     apply.Applier.apply = timed("apply", apply.Applier.apply)  # type: ignore[method-assign]
     once_module._report = timed("report", once_module._report)
+    converged.fingerprint = timed(FINGERPRINTS, converged.fingerprint)
+    converged.record = timed(FINGERPRINTS, converged.record)
     profiles: list[cProfile.Profile] = []
     if profile:
         step = apply.Applier._step
@@ -272,25 +282,29 @@ def timed_passes(argv: list[str], *, entry: float, imports: float, started: floa
                     profiles.append(one)
 
         apply.Applier._step = profiled_step  # type: ignore[method-assign,assignment]
-    parser = cli_main.build_parser("apply")
-    pass_args = parser.parse_args(["apply", directory, "--root", root, "--cgroup-parent", cgroup_parent])
+    # as `reconcile --once DIR --root ROOT --cgroup-parent PARENT` builds them
+    engine = Engine(EngineConfig(root=root, cgroup_parent=cgroup_parent))
+    options = once_module.Options(directory=directory)
     gc.disable()  # as `reconcile --once` runs
     runs: list[dict[str, float]] = []
     before_cold = time.perf_counter() - started - entry - imports
     after_cold = 0.0
-    for attempt in range(1 + warm):
-        spent.clear()
-        t = time.perf_counter()
-        if profile and attempt == 0:
-            main_thread = cProfile.Profile()
-            code = main_thread.runcall(once_module.one_pass, pass_args, report=False)
-            profiles.insert(0, main_thread)
-        else:
-            code = once_module.one_pass(pass_args, report=False)
-        total = time.perf_counter() - t
-        runs.append({**spent, "one_pass": total, "code": code})
-        if attempt == 0:
-            after_cold = time.perf_counter()
+    try:
+        for attempt in range(1 + warm):
+            spent.clear()
+            t = time.perf_counter()
+            if profile and attempt == 0:
+                main_thread = cProfile.Profile()
+                report = main_thread.runcall(once_module.one_pass, engine, options)
+                profiles.insert(0, main_thread)
+            else:
+                report = once_module.one_pass(engine, options)
+            total = time.perf_counter() - t
+            runs.append({**spent, "one_pass": total, "code": report["exit_code"]})
+            if attempt == 0:
+                after_cold = time.perf_counter()
+    finally:
+        engine.close()  # as the CLI closes it once the pass is done
     profile_text = ""
     if profiles:
         buffer = io.StringIO()
@@ -922,6 +936,7 @@ PHASES = [
     "plan",
     "apply",
     "report",
+    FINGERPRINTS,
 ]
 
 
@@ -963,8 +978,9 @@ def noop_section(args: argparse.Namespace, run: Run) -> str:
     def rest(runs: list[dict[str, float]]) -> float:
         return median(r["one_pass"] - sum(r.get(n, 0.0) for n in PHASES) for r in runs)
 
-    # each probe's wall less what the CLI does not do (loading this file): what is
-    # left after start, imports and the pass is argparse and the interpreter's shutdown
+    # each probe's wall less what the CLI does not do (loading this file): what is left
+    # after start, imports and the pass is the interpreter's shutdown (the CLI's
+    # argparse is not in the probe)
     shutdown = median(
         c["wall"] - start - c["entry"] - c["imports"] - c["runs"][0]["one_pass"] - c["around_cold"] for c in children
     )
@@ -974,12 +990,13 @@ def noop_section(args: argparse.Namespace, run: Run) -> str:
     rows = [["interpreter start (`python -c pass`)", ms(start), "-"]]
     rows.append(["import reconciler.cli.main (the CLI entry)", ms(median(c["entry"] for c in children)), "-"])
     imports = ms(median(c["imports"] for c in children))
-    rows.append(["imports one_pass makes (manifests and models: pydantic, ruamel.yaml; stores)", imports, "-"])
+    what = "imports the apply command and one_pass make (engine; manifests, models: pydantic, ruamel.yaml; stores)"
+    rows.append([what, imports, "-"])
     rows += [[name, ms(cold(name)), ms(warm(name)) if has_warm else "-"] for name in PHASES]
     warm_rest = ms(rest(warm_runs)) if has_warm else "-"
     rows.append(["rest of one_pass (lock, stores, events)", ms(rest([c["runs"][0] for c in children])), warm_rest])
     rows.append(["**one_pass in all**", f"**{ms(cold('one_pass'))}**", ms(warm("one_pass")) if has_warm else "-"])
-    rows.append(["argparse and interpreter shutdown (the probe's wall minus the above)", ms(shutdown), "-"])
+    rows.append(["interpreter shutdown (the probe's wall minus the above and its own set-up)", ms(shutdown), "-"])
     probe_total = start + median(c["entry"] + c["imports"] for c in children) + cold("one_pass") + shutdown
     rows.append(["**in all** (compare with the CLI wall above)", f"**{ms(probe_total)}**", "-"])
     verdict = "met" if median_wall < 0.2 else "NOT met"

@@ -3,6 +3,7 @@ subprocesses, real containers, the real CLI with ``--host`` and contexts (root).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.engine import errors
 from tests import agent_fixtures
 from tests.agent_fixtures import REPO, make_agent
 
@@ -472,3 +474,45 @@ def test_clients_that_go_away_mid_stream_or_mid_upload_leave_the_agent_serving(a
     assert "Traceback" not in agent.log.read_text()
     for name in ("talker", "orphan"):
         assert agent.cli("rm", "-f", name).returncode == 0
+
+
+def test_removals_through_the_api_during_passes_leave_nothing_half_made(agents, tmp_path):
+    """The API's ``rm -f`` and the reconcile loop's passes take the same per-container
+    locks: removing what a pass is making, again and again, never leaves a half-made
+    container or a deadlock, and the loop brings every container back."""
+    from tests.test_cli_containers import busybox_tarball
+
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    busybox_tarball(directory / "base.tar")
+    (directory / "stack.yaml").write_text("name: contended\n")
+    names = [f"c{index}" for index in range(4)]
+    containers = "".join(
+        f"---\napiVersion: reconcile/v1\nkind: Container\nmetadata: {{name: {name}}}\n"
+        f"spec: {{image: base, network_mode: none, command: [sleep, '600']}}\n"
+        for name in names
+    )
+    (directory / "objects.yaml").write_text(STACK.split("---")[0] + containers)
+    agent = make_agent(agents, tmp_path / "a", str(directory), "--resync", "0.5", "--debounce", "50")
+    from reconciler.client.remote import RemoteEngine
+
+    client = RemoteEngine(agent.host)
+    for round_ in range(15):  # bounded: each removal races the next pass's re-creation
+        for name in names:
+            with contextlib.suppress(errors.NotFound):
+                client.containers.remove(name, force=True)
+        rows = client.containers.list(all=True)
+        assert len({row["name"] for row in rows}) == len(rows), rows  # no duplicates
+        time.sleep(0.1 * (round_ % 3))
+
+    def converged() -> bool:
+        rows = client.containers.list(all=True)
+        return sorted((r["name"], r["status"]) for r in rows) == [(name, "running") for name in names]
+
+    _wait(converged, timeout=60, what="the loop to bring every container back")
+    assert agent.request("GET", "/_ping") == (200, "OK")
+    log = agent.log.read_text()
+    assert "Traceback" not in log
+    assert agent.stop() == 0
+    (directory / "objects.yaml").unlink()
+    assert agent.cli("--once", str(directory), remote=False).returncode == 2

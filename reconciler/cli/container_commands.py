@@ -23,7 +23,6 @@ from reconciler.cli import connect
 from reconciler.cli import main as cli
 from reconciler.engine import errors
 from reconciler.engine.models.containers import ContainersAPI, ExecRequest, RunRequest, Stdio
-from reconciler.model import quantities
 
 if TYPE_CHECKING:
     from reconciler.engine.models.engine import EngineAPI
@@ -236,6 +235,8 @@ def stats(args: argparse.Namespace) -> int:
     print(f"{'NAME':<24} {'MEM USAGE / LIMIT':>24} {'CPU TIME':>10} {'PIDS':>5}")
     for row in rows:
         limit = row["memory_limit"]
+        from reconciler.model import quantities
+
         memory = f"{quantities.human_size(row['memory_usage'])} / {quantities.human_size(limit) if limit else '-'}"
         print(f"{row['name']:<24} {memory:>24} {row['cpu_seconds']:>9.2f}s {row['pids']:>5}")
     return cli.EXIT_OK

@@ -292,22 +292,29 @@ class Runtime:
 
     def inspect(self, name: str) -> ContainerState:
         """The recorded state, corrected by what the kernel says now."""
-        state = self._require(name)
-        container_gone = process_start(state.pid) != state.pid_start
-        if state.status in ("running", "paused") and container_gone and not process_start(state.monitor_pid):
+        return self._checked(self._require(name))
+
+    def _checked(self, state: ContainerState) -> ContainerState:
+        """``state`` corrected by what the kernel says now: running or paused with
+        both its process and its monitor gone, it is recorded (and returned) as exited.
+        Only a running or paused state asks the kernel, the monitor only when the
+        container's process is gone."""
+        if (
+            state.status in ("running", "paused")
+            and process_start(state.pid) != state.pid_start
+            and not process_start(state.monitor_pid)
+        ):
             # both gone and nobody recorded why: report it rather than pretend it runs
             state.status, state.error = "exited", "the container and its monitor are gone; exit code unknown"
-            state.oom_killed = self._reap(name)
+            state.oom_killed = self._reap(state.name)
             state.finished_at = state.finished_at or time.time()
             self.store.write(state)
         return state
 
     def containers(self) -> list[ContainerState]:
-        states = []
-        for name in self.store.names():
-            with contextlib.suppress(NoSuchContainer):  # removed since the directory was listed
-                states.append(self.inspect(name))
-        return states
+        """Every container, by name, each as ``inspect`` gives it (new objects: the
+        caller's to change). Unchanged states come from the store's cache."""
+        return [self._checked(state) for state in self.store.read_all()]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         state = self.inspect(name)

@@ -8,6 +8,7 @@ later engine process read and write the same file, so a container is found again
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import time
@@ -60,18 +61,48 @@ class ContainerState:
 
 def process_start(pid: int) -> int:
     """Field 22 of /proc/PID/stat, or 0 when the process is gone (a zombie is gone too:
-    it has exited and only waits to be reaped)."""
+    it has exited and only waits to be reaped). Read with ``os.open``/``os.read``:
+    a text file object costs twice as much, and listing containers asks this of each."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return 0
-    return 0 if fields[0] in ("Z", "X") else int(fields[19])
+    try:
+        data = os.read(fd, 4096)  # a stat line is a few hundred bytes (comm is at most 16)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    try:
+        fields = data.rsplit(b")", 1)[1].split()
+        return 0 if fields[0] in (b"Z", b"X") else int(fields[19])
+    except IndexError:
+        return 0
+
+
+#: A state file written less than this long ago is parsed but not cached: file
+#: times come from a coarse clock (a few ms) and a freed inode is soon reused, so two
+#: writes in one tick could share (inode, mtime, size) with different contents. One
+#: written earlier than the read by more than a tick cannot be confused with a later one.
+FRESH_NS = 50_000_000
 
 
 class StateStore:
+    """``ROOT/containers/NAME/state.json`` of every container.
+
+    Reads are cached per store: the parsed document of each state, keyed by its
+    file's ``(st_ino, st_mtime_ns, st_size)``. Every write renames a new file into
+    place (a new inode), from this process or any other (the monitor), so a read
+    stats the file and uses the cache only when the key is the same; a listing of
+    unchanged states costs a ``stat`` and a copy each instead of a parse. The cache
+    holds the document marshalled, and every read builds a new ``ContainerState``
+    from it: a caller may mutate and write what it was given without the change
+    showing in anybody else's read before it is written."""
+
     def __init__(self, root: str) -> None:
         self.directory = os.path.join(root, "containers")
+        #: name → (key of the file, marshal of its document)
+        self._cache: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
     def path(self, name: str, *parts: str) -> str:
         return os.path.join(self.directory, name, *parts)
@@ -92,11 +123,54 @@ class StateStore:
         os.replace(temporary, target)
 
     def read(self, name: str) -> ContainerState | None:
+        """A new object every time, the caller's to change and ``write``."""
+        document = self._document(name)
+        return None if document is None else ContainerState(**document)
+
+    def read_all(self) -> list[ContainerState]:
+        """Every container's state, by name (those removed meanwhile left out)."""
         try:
-            with open(self.path(name, "state.json")) as handle:
-                return ContainerState(**json.load(handle))
+            names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
+            names = []
+        for gone in self._cache.keys() - set(names):
+            self._cache.pop(gone, None)
+        states = []
+        for name in names:
+            document = self._document(name)
+            if document is not None:
+                states.append(ContainerState(**document))
+        return states
+
+    def _document(self, name: str) -> dict[str, Any] | None:
+        """``name``'s state as parsed JSON, a fresh copy; None when it has none."""
+        path = self.path(name, "state.json")
+        try:
+            info = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.pop(name, None)
             return None
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == (info.st_ino, info.st_mtime_ns, info.st_size):
+            return marshal.loads(cached[1])  # type: ignore[no-any-return]
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.pop(name, None)
+            return None
+        try:
+            info = os.fstat(fd)  # the key of what is read, even if renamed over since the stat
+            chunks = []
+            while chunk := os.read(fd, max(info.st_size, 4096)):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        document: dict[str, Any] = json.loads(b"".join(chunks))
+        if time.time_ns() - info.st_mtime_ns > FRESH_NS:
+            self._cache[name] = ((info.st_ino, info.st_mtime_ns, info.st_size), marshal.dumps(document))
+        else:
+            self._cache.pop(name, None)
+        return document
 
     def names(self) -> list[str]:
         try:
@@ -106,3 +180,4 @@ class StateStore:
 
     def remove(self, name: str) -> None:
         shutil.rmtree(self.path(name), ignore_errors=True)
+        self._cache.pop(name, None)

@@ -2,10 +2,10 @@
 
 One object per engine root. Its operation groups (``engine.containers``,
 ``engine.images``, ``engine.networks``, ``engine.volumes``, ``engine.stacks``,
-``engine.system``, ``engine.events``) are built on first use, each importing only
-what it needs, so ``reconcile run`` pays for containers alone. The remote client
-(``reconciler.client.remote.RemoteEngine``) has the same groups with the same
-signatures; front ends are written against either.
+``engine.services``, ``engine.system``, ``engine.events``) are built on first use,
+each importing only what it needs, so ``reconcile run`` pays for containers alone.
+The remote client (``reconciler.client.remote.RemoteEngine``) has the same groups
+with the same signatures; front ends are written against either.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reconciler.engine.events import Events
     from reconciler.engine.images import Images
     from reconciler.engine.networks import Networks
+    from reconciler.engine.services import Services
     from reconciler.engine.stacks import Stacks
     from reconciler.engine.system import System
     from reconciler.engine.volumes import Volumes
@@ -74,6 +75,12 @@ class Engine:
         from reconciler.engine.stacks import Stacks
 
         return Stacks(self)
+
+    @functools.cached_property
+    def services(self) -> Services:
+        from reconciler.engine.services import Services
+
+        return Services(self)
 
     @functools.cached_property
     def system(self) -> System:

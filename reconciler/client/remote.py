@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from reconciler.client.events import RemoteEvents
     from reconciler.client.images import RemoteImages
     from reconciler.client.networks import RemoteNetworks
+    from reconciler.client.services import RemoteServices
     from reconciler.client.stacks import RemoteStacks
     from reconciler.client.system import RemoteSystem
     from reconciler.client.volumes import RemoteVolumes
@@ -54,6 +55,12 @@ class RemoteEngine:
         from reconciler.client.stacks import RemoteStacks
 
         return RemoteStacks(self.transport)
+
+    @functools.cached_property
+    def services(self) -> RemoteServices:
+        from reconciler.client.services import RemoteServices
+
+        return RemoteServices(self.transport)
 
     @functools.cached_property
     def system(self) -> RemoteSystem:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from reconciler.engine.models.events import EventsAPI
     from reconciler.engine.models.images import ImagesAPI
     from reconciler.engine.models.networks import NetworksAPI
+    from reconciler.engine.models.services import ServicesAPI
     from reconciler.engine.models.stacks import StacksAPI
     from reconciler.engine.models.system import SystemAPI
     from reconciler.engine.models.volumes import VolumesAPI
@@ -34,6 +35,9 @@ class EngineAPI(Protocol):
 
     @property
     def stacks(self) -> StacksAPI: ...
+
+    @property
+    def services(self) -> ServicesAPI: ...
 
     @property
     def system(self) -> SystemAPI: ...

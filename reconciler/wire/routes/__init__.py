@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.wire.route import Route
-from reconciler.wire.routes import containers, events, images, networks, stacks, system, volumes
+from reconciler.wire.routes import containers, events, images, networks, services, stacks, system, volumes
 
 ROUTES: tuple[Route, ...] = (
     *containers.ROUTES,
@@ -11,6 +11,7 @@ ROUTES: tuple[Route, ...] = (
     *networks.ROUTES,
     *volumes.ROUTES,
     *stacks.ROUTES,
+    *services.ROUTES,
     *system.ROUTES,
     *events.ROUTES,
 )

@@ -418,6 +418,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     system_prune.add_argument("-o", "--output", choices=("text", "json"), default="text")
     system_prune.add_argument("-f", "--force", action="store_true", help="do not ask (it never asks)")
 
+    service = sub.add_parser("service", help="the services the reconcile loop runs (ls, inspect)")
+    service_sub = service.add_subparsers(dest="service_command", metavar="COMMAND", required=True)
+    service_sub.add_parser("ls", parents=[engine], help="list services and their replicas running").add_argument(
+        "-o", "--output", choices=("text", "json"), default="text"
+    )
+    service_sub.add_parser("inspect", parents=[engine], help="show services and their replicas as JSON").add_argument(
+        "names", nargs="+", metavar="name"
+    )
+
     context = sub.add_parser("context", help="manage contexts: named hosts to talk to (create, ls, use, inspect, rm)")
     context_sub = context.add_subparsers(dest="context_command", metavar="COMMAND", required=True)
     create_context = context_sub.add_parser("create", help="name a host")
@@ -532,6 +541,11 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
 
         return system_commands.system(args)
 
+    def service(args: argparse.Namespace) -> int:
+        from reconciler.cli import service_commands
+
+        return service_commands.service(args)
+
     def context(args: argparse.Namespace) -> int:
         from reconciler.cli import context_commands
 
@@ -571,6 +585,7 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "agent": agent,
         "context": context,
         "system": system,
+        "service": service,
         "status": loop_status("status"),
         "events": loop_status("show_events"),
         "network": networks,

@@ -57,6 +57,14 @@ def test_a_world_writable_socket_directory_is_refused(agents, tmp_path):
         agent.start()
 
 
+def test_a_socket_directory_owned_by_another_user_is_refused(agents, tmp_path):
+    agent = make_agent(agents, tmp_path / "a", start=False)
+    os.chown(agent.socket.parent, 65534, 65534)  # nobody's
+    with pytest.raises(AssertionError, match="owned by uid 65534"):
+        agent.start()
+    assert not agent.socket.exists()
+
+
 def test_a_second_agent_on_the_same_root_is_refused(agents, tmp_path):
     first = make_agent(agents, tmp_path / "a")
     second = make_agent(agents, tmp_path / "b", start=False)

@@ -18,13 +18,14 @@ import json
 import os
 import select
 import signal
-import socket
 from typing import TYPE_CHECKING, Any
 
 from reconciler.engine import errors
 from reconciler.wire import framing
 
 if TYPE_CHECKING:
+    import socket
+
     from reconciler.client.transport import Transport
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +26,7 @@ from reconciler.wire.route import Route, format_query
 
 if TYPE_CHECKING:
     import http.client
+    import socket
     import ssl
 
 #: Upload bodies are sent in pieces of this size.
@@ -59,6 +59,8 @@ def _unix_connection() -> type[http.client.HTTPConnection]:
 
 
 def _unix_socket(path: str, timeout: float | None) -> socket.socket:
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         if timeout is not None:
@@ -68,6 +70,22 @@ def _unix_socket(path: str, timeout: float | None) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _raw_unix_socket(path: str, timeout: float | None) -> socket.socket:
+    """The C socket itself, without ``socket.py``'s enum wrappers (about 5 ms of a
+    fresh CLI process): an attached run needs connect, sendall, recv and close only."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        if timeout is not None:
+            sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock  # type: ignore[return-value]
 
 
 def __getattr__(name: str) -> Any:
@@ -119,7 +137,9 @@ class Transport:
         ``OSError`` of a failed connect is the caller's to report."""
         timeout = self.timeout if timeout is None else timeout
         if self.socket_path is not None:
-            return _unix_socket(self.socket_path, timeout)
+            return _raw_unix_socket(self.socket_path, timeout)
+        import socket
+
         sock = socket.create_connection((self.address, self.port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client does

@@ -26,6 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from reconciler.api import models
+from reconciler.api.coalesce import Coalescer
 from reconciler.engine import errors
 from reconciler.engine.core import Engine
 from reconciler.wire.route import Route, parse_query
@@ -56,6 +57,8 @@ class Context:
         self.executor = executor
         self.max_body = max_body
         self.max_upload = max_upload
+        #: identical concurrent reads (GET json routes) share a computation
+        self.reads = Coalescer()
 
     async def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -152,6 +155,9 @@ def bind(route: Route, context: Context) -> Callable[[web.Request], Any]:
     """The aiohttp handler of ``route``."""
     function = context.method(route.op)
     required = required_query(route, function)
+    # A GET of kind json only reads: identical ones in flight together share one
+    # call, never one started before the request arrived (see coalesce.py).
+    shared = route.method == "GET" and route.kind == "json" and route.body is None
 
     async def handle(request: web.Request) -> web.StreamResponse:
         kwargs = {name: check_name(request.match_info[name], name) for name in route.placeholders()}
@@ -168,6 +174,11 @@ def bind(route: Route, context: Context) -> Callable[[web.Request], Any]:
                     kwargs[argument] = path
                 else:
                     kwargs[argument] = await json_body(request, model)
+            if shared:
+                key = (route.op, json.dumps(kwargs, sort_keys=True))
+                # serialized once per call, in the worker thread, not per request on the loop
+                text = await context.reads.run(key, lambda: context.call(_dumped, function, kwargs))
+                return web.Response(text=text, status=route.status, content_type="application/json")
             if route.kind in ("json", "upload"):
                 result = await context.call(function, **kwargs)
                 return web.json_response(result, status=route.status)
@@ -184,6 +195,11 @@ def bind(route: Route, context: Context) -> Callable[[web.Request], Any]:
 
     handle.__name__ = route.op.replace(".", "_")
     return handle
+
+
+def _dumped(function: Callable[..., Any], kwargs: dict[str, Any]) -> str:
+    """``function``'s result as the JSON ``web.json_response`` would send."""
+    return json.dumps(function(**kwargs))
 
 
 def _line(item: Any) -> bytes:

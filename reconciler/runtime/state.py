@@ -124,7 +124,7 @@ class StateStore:
 
     def read(self, name: str) -> ContainerState | None:
         """A new object every time, the caller's to change and ``write``."""
-        document = self._document(name)
+        document = self._document(name, self.path(name, "state.json"))
         return None if document is None else ContainerState(**document)
 
     def read_all(self) -> list[ContainerState]:
@@ -136,15 +136,14 @@ class StateStore:
         for gone in self._cache.keys() - set(names):
             self._cache.pop(gone, None)
         states = []
-        for name in names:
-            document = self._document(name)
+        for name in names:  # names from listdir: no slashes, a plain join is the same path
+            document = self._document(name, f"{self.directory}/{name}/state.json")
             if document is not None:
                 states.append(ContainerState(**document))
         return states
 
-    def _document(self, name: str) -> dict[str, Any] | None:
-        """``name``'s state as parsed JSON, a fresh copy; None when it has none."""
-        path = self.path(name, "state.json")
+    def _document(self, name: str, path: str) -> dict[str, Any] | None:
+        """``name``'s state (at ``path``) as parsed JSON, a fresh copy; None when it has none."""
         try:
             info = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):

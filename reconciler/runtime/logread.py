@@ -109,10 +109,17 @@ def follow(
             except FileNotFoundError:
                 rotated = False
             if rotated:
+                try:
+                    replacement = open(path, "rb")  # noqa: SIM115 - becomes the handle below
+                except FileNotFoundError:  # the writer is between its rename and making the new file
+                    time.sleep(poll_seconds)
+                    continue
+                rest = fresh()  # what the old file got after our last read, before its rename
                 handle.close()
-                handle = open(path, "rb")  # noqa: SIM115
+                handle = replacement
                 inode = os.fstat(handle.fileno()).st_ino
                 pending = b""
+                yield from rest
                 continue
             if stop():
                 return

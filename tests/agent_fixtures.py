@@ -33,6 +33,7 @@ class Agent:
         run = base / "run"
         run.mkdir(mode=0o755, exist_ok=True)
         self.socket = run / "reconcile.sock"
+        self.docker_socket = run / "docker.sock"  # the Docker API's (the agent's default: beside the socket)
         self.cgroup_parent = f"reconcile-test-{uuid.uuid4().hex[:8]}"
         self.log = base / "agent.log"
         self.extra = extra
@@ -44,7 +45,7 @@ class Agent:
             "RECONCILE_CONFIG": str(base / "config"),
             "NO_COLOR": "1",
         }
-        for key in ("RECONCILE_HOST", "RECONCILE_CONTEXT", "RECONCILE_SOCKET"):
+        for key in ("RECONCILE_HOST", "RECONCILE_CONTEXT", "RECONCILE_SOCKET", "RECONCILE_DOCKER_SOCKET"):
             self.env.pop(key, None)
 
     @property

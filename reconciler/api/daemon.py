@@ -14,10 +14,12 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -83,36 +85,67 @@ def run(args: argparse.Namespace) -> int:
     except listen.ListenError as exc:
         print(f"reconcile agent: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    unix = tcp = None
+    unix = tcp = docker = None
+    docker_path = docker_socket_path(args)
     try:
         unix = listen.unix_socket(args.socket, group=args.group)
         tcp = listen.tcp_socket(args.tcp) if args.tcp else None
+        docker = listen.unix_socket(docker_path, group=args.group) if docker_path else None
     except listen.ListenError as exc:
         print(f"reconcile agent: {exc}", file=sys.stderr)
         if unix is not None:
             listen.remove_socket(args.socket, unix)
+        if tcp is not None:
+            tcp.close()
         lock.close()
         return EXIT_FAILED
     engine = Engine(EngineConfig(args.root, args.cgroup_parent))
     engine.host = f"unix://{args.socket}"
     try:
-        asyncio.run(_serve(args, engine, unix, tcp, tls))
+        asyncio.run(_serve(args, engine, unix, tcp, tls, docker))
     finally:
         engine.close()
         listen.remove_socket(args.socket, unix)
+        if docker is not None and docker_path:
+            listen.remove_socket(docker_path, docker)
         lock.close()
     return EXIT_OK
 
 
-async def _serve(args: argparse.Namespace, engine: Any, unix: Any, tcp: Any, tls: Any) -> None:
-    from reconciler.api.server import METRICS
+def docker_socket_path(args: argparse.Namespace) -> str | None:
+    """Where the Docker API listens: ``--docker-socket``, else ``$RECONCILE_DOCKER_SOCKET``,
+    else ``docker.sock`` beside the native socket (``/run/reconcile/docker.sock`` by
+    default; an agent on a socket of its own gets a Docker socket of its own too);
+    None with ``--no-docker-socket``."""
+    value = getattr(args, "docker_socket", None)
+    if value == "":
+        return None
+    if value:
+        return str(value)
+    return os.environ.get("RECONCILE_DOCKER_SOCKET") or os.path.join(
+        os.path.dirname(os.path.abspath(args.socket)), "docker.sock"
+    )
 
-    app = build_app(engine, max_body=args.max_body)
+
+async def _serve(args: argparse.Namespace, engine: Any, unix: Any, tcp: Any, tls: Any, docker: Any = None) -> None:
+    from reconciler.api.server import MAX_WORKERS, METRICS
+
+    executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="api")
+    app = build_app(engine, max_body=args.max_body, executor=executor)
     runner = hijack.Runner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     await web.SockSite(runner, unix).start()
     if tcp is not None:
         await web.SockSite(runner, tcp, ssl_context=tls).start()
+    docker_runner: hijack.Runner | None = None
+    if docker is not None:  # the Docker API: same loop, same thread pool
+        from reconciler.dockerapi.app import build_docker_app
+
+        docker_runner = hijack.Runner(
+            build_docker_app(engine, executor), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        )
+        await docker_runner.setup()
+        await web.SockSite(docker_runner, docker).start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -138,6 +171,7 @@ async def _serve(args: argparse.Namespace, engine: Any, unix: Any, tcp: Any, tls
     _log_event(
         "listening",
         socket=args.socket,
+        docker_socket=docker_socket_path(args),
         tcp=args.tcp,
         tls=tls is not None,
         directory=args.directory,
@@ -145,6 +179,8 @@ async def _serve(args: argparse.Namespace, engine: Any, unix: Any, tcp: Any, tls
     )
     await stopping.wait()
     stop_loop.set()
+    if docker_runner is not None:
+        await docker_runner.cleanup()
     await runner.cleanup()
     if reconciler is not None:
         await asyncio.to_thread(reconciler.join)

@@ -394,6 +394,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     agent.add_argument("--group", help="group owning the socket (mode 0660; default: reconcile if it exists)")
     agent.add_argument(
+        "--docker-socket",
+        help="UNIX socket to serve the Docker Engine API on (default: $RECONCILE_DOCKER_SOCKET, else docker.sock "
+        "beside --socket: /run/reconcile/docker.sock)",
+    )
+    agent.add_argument(
+        "--no-docker-socket", dest="docker_socket", action="store_const", const="", help="do not serve the Docker API"
+    )
+    agent.add_argument(
         "--tcp",
         metavar="HOST:PORT",
         help="also serve on TCP, with --tls-cert/--tls-key (the agent's) and --tls-ca (clients' certificates' CA)",

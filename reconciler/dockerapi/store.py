@@ -1,0 +1,74 @@
+"""The containers as the Docker API sees them: the runtime's recorded states (one
+read for a whole listing), found by name, id or id prefix, and the Docker fields the
+engine has no place for (``docker.json`` in the container's own state directory, so
+it goes with the container). Blocking: call these through ``DockerContext.call``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from reconciler.dockerapi import ids
+from reconciler.dockerapi.errors import DockerError
+
+if TYPE_CHECKING:
+    from reconciler.engine.core import Engine
+    from reconciler.runtime.containers import Runtime
+    from reconciler.runtime.state import ContainerState
+
+SIDECAR = "docker.json"
+
+
+def runtime(engine: Engine) -> Runtime:
+    return engine.wiring.runtime()
+
+
+def identity(state: ContainerState) -> dict[str, Any]:
+    """What ``ids.docker_id`` reads: the name, and the engine's id once it has one."""
+    return {"name": state.name, "id": getattr(state, "id", None) or (state.spec or {}).get("id")}
+
+
+def docker_id(state: ContainerState) -> str:
+    return ids.docker_id(identity(state))
+
+
+def states(engine: Engine) -> list[ContainerState]:
+    return [s for s in runtime(engine).containers() if s.spec]  # a reserved name being made is no container yet
+
+
+def find(engine: Engine, ref: str) -> ContainerState:
+    """The container ``ref`` names (name, full id, unique id prefix); 404 otherwise."""
+    rt = runtime(engine)
+    if ref and "/" not in ref.lstrip("/"):
+        state = rt.store.read(ref.lstrip("/"))  # the common case: a name, one file read
+        if state is not None and state.spec:
+            return rt.inspect(state.name)
+    everything = states(engine)
+    name = ids.resolve(ref, (identity(s) for s in everything))
+    try:
+        return rt.inspect(name)
+    except Exception:
+        raise DockerError(404, f"No such container: {ref}") from None
+
+
+def name_of(engine: Engine, ref: str) -> str:
+    return find(engine, ref).name
+
+
+def sidecar(engine: Engine, name: str) -> dict[str, Any]:
+    try:
+        with open(runtime(engine).store.path(name, SIDECAR)) as handle:
+            value = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_sidecar(engine: Engine, name: str, record: dict[str, Any]) -> None:
+    path = runtime(engine).store.path(name, SIDECAR)
+    with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+        with open(path + ".tmp", "w") as handle:
+            json.dump(record, handle)
+        os.replace(path + ".tmp", path)

@@ -286,7 +286,7 @@ def test_exec_it_kill_pause_inspect_and_stats(engine: dict[str, str], image: str
         assert time.monotonic() < deadline
         time.sleep(0.05)
     state = json.loads(reconcile(engine, "inspect", "svc", "ghost").stdout)
-    assert [(s["Name"], s["State"]["ExitCode"], s["State"]["OOMKilled"]) for s in state] == [("svc", 138, False)]
+    assert [(s["Name"], s["State"]["ExitCode"], s["State"]["OOMKilled"]) for s in state] == [("/svc", 138, False)]
     assert reconcile(engine, "kill", "svc").returncode == 1  # not running any more
     assert reconcile(engine, "rm", "svc").returncode == 0
 

@@ -63,8 +63,28 @@ class ContainerRef(TypedDict):
     name: str
 
 
+class PortSummary(TypedDict):
+    """One published port: ``host_ip:host_port`` → ``container_port/protocol``."""
+
+    host_ip: str  # 0.0.0.0: every address of the host
+    host_port: int
+    container_port: int
+    protocol: str  # tcp, udp
+
+
+class MountSummary(TypedDict):
+    """One of the container's own mounts (``-v``, ``--tmpfs``)."""
+
+    type: str  # bind, volume, tmpfs
+    name: str  # the volume's; "" for the others
+    source: str
+    destination: str
+    read_only: bool
+
+
 class ContainerSummary(TypedDict):
-    """One row of ``ps``."""
+    """One row of ``ps``. The fields after ``stack`` are what ``ps``'s columns, filters
+    and ``--format`` need; an older agent may not send them."""
 
     name: str
     status: str  # created, running, paused, exited
@@ -74,6 +94,13 @@ class ContainerSummary(TypedDict):
     command: list[str]
     created: float  # seconds since the epoch
     stack: NotRequired[str | None]
+    image_id: NotRequired[str]  # sha256:… of the image's config
+    started: NotRequired[float | None]  # seconds since the epoch, the last start
+    finished: NotRequired[float | None]  # the last exit
+    labels: NotRequired[dict[str, str]]
+    ports: NotRequired[list[PortSummary]]
+    networks: NotRequired[list[str]]
+    mounts: NotRequired[list[MountSummary]]
 
 
 class LogEntry(TypedDict):

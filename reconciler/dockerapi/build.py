@@ -147,6 +147,12 @@ async def build(request: web.Request, context: DockerContext) -> web.StreamRespo
         archive = await spool_body(request, scratch, "context.tar")
 
         def work(emit: Emit) -> None:
+            try:
+                _build(emit, archive)
+            finally:  # before the stream ends: a client that read it all finds nothing left
+                shutil.rmtree(scratch, ignore_errors=True)
+
+        def _build(emit: Emit, archive: str) -> None:
             context_dir = _extract(archive, scratch)
             os.unlink(archive)
             dockerfile = _dockerfile(context_dir, requested)

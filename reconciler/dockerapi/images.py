@@ -370,7 +370,9 @@ def filter_images(items: list[dict[str, Any]], wanted: dict[str, list[str]]) -> 
             tags = [t for t in item["RepoTags"] if any(_matches_reference(p, t) for p in wanted["reference"])]
             if not tags:
                 continue
-            item = {**item, "RepoTags": tags}
+            repositories = {tag.rpartition(":")[0] for tag in tags}
+            digests = [d for d in item["RepoDigests"] if d.partition("@")[0] in repositories]
+            item = {**item, "RepoTags": tags, "RepoDigests": digests}
         if wanted.get("label") and not _label_matches(item["Labels"] or {}, wanted["label"]):
             continue
         kept.append(item)

@@ -27,6 +27,8 @@ from reconciler.engine import errors
 
 #: How often a ``wait`` looks at the container again.
 WAIT_POLL = 0.05
+#: How long ``kill`` with SIGKILL waits for the exit to be recorded.
+KILL_WAIT = 5.0
 #: How long an AutoRemove waits for attached clients to get the last output.
 ATTACH_DRAIN = 5.0
 
@@ -261,6 +263,16 @@ async def kill(request: web.Request, context: DockerContext) -> web.StreamRespon
         raise DockerError(409, f"Cannot kill container: {_ref(request)}: Container {state.name} is not running")
     signal = request.query.get("signal") or "KILL"
     await context.call(context.engine.containers.kill, state.name, signal=signal)
+    if signal.upper().removeprefix("SIG") in ("KILL", "9"):  # as moby: SIGKILL returns once it has exited
+        deadline = time.monotonic() + KILL_WAIT
+        while time.monotonic() < deadline:
+            try:
+                state = await _find(context, state.name)
+            except DockerError:
+                break  # removed (AutoRemove)
+            if state.status not in ("running", "paused"):
+                break
+            await asyncio.sleep(WAIT_POLL)
     return web.Response(status=204)
 
 

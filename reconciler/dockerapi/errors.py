@@ -35,7 +35,9 @@ def not_implemented(what: str) -> DockerError:
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+    # exactly "application/json": the docker CLI compares the whole header (a charset
+    # parameter makes it print the raw body instead of the message)
+    return web.Response(status=status, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
 
 def error_response(status: int, message: str) -> web.Response:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import socket
 import struct
 import termios
 import time
@@ -203,6 +204,7 @@ class _Pipes:
         self.tty = tty
         self.master: int | None = None
         self.stdin: int | None = None
+        self._input: socket.socket | None = None
         if tty:
             self.master, slave = os.openpty()
             self.container = Stdio(slave, slave, slave)
@@ -210,7 +212,13 @@ class _Pipes:
             self.stdin = self.master
         else:
             if stdin:
-                stdin_r, self.stdin = os.pipe()
+                # a socket, not a pipe: the engine forks helpers that keep copies of every
+                # fd open at the time, so closing our end of a pipe would never reach the
+                # command as EOF; shutdown(SHUT_WR) does, whoever holds copies
+                ours, theirs = socket.socketpair()
+                self._input = ours
+                self.stdin = ours.fileno()
+                stdin_r = theirs.detach()
             else:
                 stdin_r = os.open(os.devnull, os.O_RDONLY)
             out_r, out_w = os.pipe()
@@ -230,16 +238,15 @@ class _Pipes:
             with contextlib.suppress(OSError):
                 if self.master is not None:
                     os.write(self.master, b"\x04")
-        elif self.stdin is not None:
+        elif self._input is not None:
             with contextlib.suppress(OSError):
-                os.close(self.stdin)
+                self._input.shutdown(socket.SHUT_WR)
             self.stdin = None
 
     def close(self) -> None:
-        fds = set(self.outputs)
-        if not self.tty and self.stdin is not None:
-            fds.add(self.stdin)
-        for fd in fds:
+        if self._input is not None:
+            self._input.close()
+        for fd in self.outputs:
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -1,0 +1,114 @@
+"""A real agent serving the Docker API on a socket of the test module's own, with a
+busybox image, for the docker CLI and docker-py tests. One agent per module (the
+suite stays quick); everything it made (containers, the bridge, its links and
+nftables tables, mounts, cgroups) is removed afterwards and checked gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.runtime import linux
+from tests.agent_fixtures import Agent
+
+IMAGE = "dtest:1"
+APPLETS = ("sh", "echo", "sleep", "cat", "true", "false", "ls", "hostname", "env", "id")
+
+
+def busybox_rootfs(path: Path) -> Path:
+    with tarfile.open(path, "w") as archive:
+        archive.add("/bin/busybox", arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+        for directory in ("tmp", "data"):
+            entry = tarfile.TarInfo(directory)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o1777
+            archive.addfile(entry)
+    return path
+
+
+def our_links() -> set[str]:
+    return {name for name in os.listdir("/sys/class/net") if name.startswith(("rc-", "rv"))}
+
+
+def nft_tables() -> set[str]:
+    try:
+        listing = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return set()
+    return {item["table"]["name"] for item in json.loads(listing)["nftables"] if "table" in item}
+
+
+class DockerAgent:
+    """The agent, its Docker socket, the image, and a unique prefix for names."""
+
+    def __init__(self, agent: Agent, base: Path) -> None:
+        self.agent = agent
+        self.socket = str(agent.docker_socket)
+        self.base_url = f"unix://{self.socket}"
+        self.config = base / "docker-config"
+        self.config.mkdir(exist_ok=True)
+        self.prefix = f"dk{uuid.uuid4().hex[:6]}"
+        self.image = IMAGE
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """One HTTP request on the Docker socket; the status and the decoded JSON body."""
+        from reconciler.client.transport import UnixConnection
+
+        connection = UnixConnection(self.socket, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            raw = response.read()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw.decode(errors="replace")
+
+    def names(self) -> list[str]:
+        status, listing = self.request("GET", "/containers/json?all=1")
+        assert status == 200, listing
+        return [row["Names"][0].lstrip("/") for row in listing]
+
+
+@pytest.fixture(scope="module")
+def docker_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerAgent]:
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # detached monitors are reaped here
+    base = tmp_path_factory.mktemp("docker-api")
+    links_before, tables_before = our_links(), nft_tables()
+    agent = Agent(base)
+    try:
+        agent.start()
+        tarball = busybox_rootfs(base / "busybox.tar")
+        result = agent.cli("image", "import", str(tarball), IMAGE)
+        assert result.returncode == 0, result.stderr
+        yield DockerAgent(agent, base)
+    finally:
+        try:
+            if agent.process is not None and agent.process.poll() is None:
+                for name in agent.cli("ps", "-a", "-q").stdout.split():
+                    agent.cli("rm", "-f", name)
+                agent.cli("network", "rm", "bridge")
+                assert agent.stop() == 0
+        finally:
+            agent.cleanup()
+        assert not agent.docker_socket.exists(), "the Docker socket was left behind"
+        assert our_links() == links_before, "links left behind"
+        assert nft_tables() == tables_before, "nftables tables left behind"

@@ -113,7 +113,7 @@ def test_run_rm_prints_output_and_returns_the_exit_code(engine: dict[str, str], 
     assert reconcile(engine, "run", "--rm", image, "sh", "-c", "exit 3").returncode == 3
     missing = reconcile(engine, "run", "--rm", image, "/bin/nope")
     assert missing.returncode == 127 and "executable not found in container: /bin/nope" in missing.stderr
-    unknown = reconcile(engine, "run", "--rm", "nosuch:image", "true")
+    unknown = reconcile(engine, "run", "--rm", "--pull", "never", "nosuch:image", "true")  # no registry to ask
     assert unknown.returncode == 125 and "no such image: nosuch:image" in unknown.stderr
     assert not os.listdir(Path(engine["RECONCILE_ROOT"]) / "containers")  # --rm left nothing
 

@@ -25,6 +25,7 @@ from reconciler.engine import errors
 from reconciler.engine.models.containers import ContainersAPI, ExecRequest, RunRequest, Stdio
 
 if TYPE_CHECKING:
+    from reconciler.cli import gotemplate
     from reconciler.engine.models.engine import EngineAPI
 
 #: Docker's code for "the engine could not run it".
@@ -50,17 +51,45 @@ def _engine(args: argparse.Namespace) -> Iterator[EngineAPI]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``docker run``. ``--pull missing`` (the default) pulls an image the store does
+    not have, as docker's CLI does: the engine is asked to run it, and on its "no such
+    image" the image is pulled (progress on stderr) and the run asked again; ``always``
+    pulls first, ``never`` leaves the error as it is."""
     request = _run_request(args)
     try:
         with _engine(args) as engine:
-            containers: ContainersAPI = engine.containers
-            if args.detach:
-                print(containers.run(request, detach=True)["name"])
-                return cli.EXIT_OK
-            with _stdio(engine, tty=args.tty, interactive=args.interactive) as stdio:
-                return containers.run(request, stdio)["exit_code"]
+            if args.pull == "always":
+                _pull(engine, args.image, quiet=args.quiet)
+            try:
+                return _run(engine, request, args)
+            except errors.NotFound as exc:
+                if args.pull != "missing" or not _no_such_image(exc):
+                    raise
+            print(f"Unable to find image '{args.image}' locally", file=sys.stderr, flush=True)
+            _pull(engine, args.image, quiet=args.quiet)
+            return _run(engine, request, args)
     except errors.EngineError as exc:
         return _fail(exc, EXIT_ENGINE)
+
+
+def _run(engine: EngineAPI, request: RunRequest, args: argparse.Namespace) -> int:
+    containers: ContainersAPI = engine.containers
+    if args.detach:
+        print(containers.run(request, detach=True)["name"])
+        return cli.EXIT_OK
+    with _stdio(engine, tty=args.tty, interactive=args.interactive) as stdio:
+        return containers.run(request, stdio)["exit_code"]
+
+
+def _no_such_image(exc: errors.NotFound) -> bool:
+    """The engine's NotFound for the image (not for a volume or network the run names)."""
+    return exc.message.startswith("no such image")
+
+
+def _pull(engine: EngineAPI, reference: str, *, quiet: bool) -> None:
+    from reconciler.cli import image_commands
+
+    image_commands.pull_with_progress(engine.images, reference, quiet=quiet, status=True)
 
 
 def _run_request(args: argparse.Namespace) -> RunRequest:
@@ -96,7 +125,17 @@ def _run_request(args: argparse.Namespace) -> RunRequest:
         "cpuset_cpus": args.cpuset_cpus,
         "pids_limit": args.pids,
         "remove": args.rm,
+        "labels": _labels(args.label),
     }
+
+
+def _labels(texts: list[str]) -> dict[str, str]:
+    """``-l KEY=VALUE`` (a bare ``KEY`` is an empty value), as docker takes them."""
+    labels = {}
+    for text in texts:
+        key, _, value = text.partition("=")
+        labels[key] = value
+    return labels
 
 
 def _absolute_source(text: str, cwd: str) -> str:
@@ -168,22 +207,55 @@ def _raw_terminal(*, enabled: bool) -> Iterator[None]:
 
 
 def ps(args: argparse.Namespace) -> int:
+    """``docker ps``: running containers (``-a`` all), newest first, as a table, IDs
+    (``-q``), a ``--format`` template or ``json`` lines; ``-o json`` is our own
+    machine output (the engine's summaries as one JSON array)."""
+    from reconciler.cli import container_rows
+
+    try:
+        filters = container_rows.parse_filters(args.filter)
+    except ValueError as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    last = 1 if args.latest else args.last
     try:
         with _engine(args) as engine:
-            rows = engine.containers.list(all=args.all)
+            wanted_all = args.all or last is not None or container_rows.needs_all(filters)
+            rows = engine.containers.list(all=wanted_all)
             host = engine.host
     except errors.EngineError as exc:
         return _fail(exc, cli.EXIT_FAILED)
+    rows = [row for row in rows if container_rows.matches(row, filters)] if filters else rows
+    newest = sorted(rows, key=lambda row: (-row["created"], row["name"]))
+    if last is not None:
+        kept = {id(row) for row in newest[: max(last, 0)]}
+        rows, newest = [r for r in rows if id(r) in kept], newest[: max(last, 0)]
     if args.output == "json":
         print(json.dumps(rows))
         return cli.EXIT_OK
-    if host != "local":  # which engine answered; on stderr, so the table's lines stay as they are
+    if args.quiet:
+        from reconciler.engine.container_view import summary_id
+
+        ids = [container_rows.short_id(summary_id(row), trunc=not args.no_trunc) for row in newest]
+        sys.stdout.write("".join(f"{identifier}\n" for identifier in ids))
+        return cli.EXIT_OK
+    template = args.format or container_rows.DEFAULT_TABLE
+    if host != "local" and template.startswith("table"):  # which engine answered; on stderr, so the table stays
         print(f"host: {host}", file=sys.stderr)
-    print(f"{'NAME':<24} {'STATUS':<10} {'PID':>8} {'EXIT':>5}  COMMAND")
-    for row in rows:
-        command = " ".join(row["command"])[:40]
-        exit_code = "" if row["exit_code"] is None else str(row["exit_code"])
-        print(f"{row['name']:<24} {row['status']:<10} {row['pid']:>8} {exit_code:>5}  {command}")
+    return _write_formatted(lambda: container_rows.render(template, newest, trunc=not args.no_trunc))
+
+
+def _write_formatted(render: Callable[[], str]) -> int:
+    """Print what a ``--format`` template renders; a template that does not parse, or
+    asks for what the data does not have, is a usage error (64)."""
+    from reconciler.cli import gotemplate
+
+    try:
+        text = render()
+    except gotemplate.TemplateError as exc:
+        print(f"reconcile: template: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    sys.stdout.write(text)
     return cli.EXIT_OK
 
 
@@ -212,13 +284,61 @@ def _timestamp(ns: int) -> str:
 
 
 def inspect(args: argparse.Namespace) -> int:
+    """``docker inspect``: containers, then (a name no container has, or ``--type
+    image``) images; each as JSON, or through ``-f/--format``'s template."""
+    template = None
+    if args.format:
+        from reconciler.cli import gotemplate
+
+        try:
+            template = gotemplate.parse(args.format)
+        except gotemplate.TemplateError as exc:
+            print(f"reconcile: template parsing error: {exc}", file=sys.stderr)
+            return cli.EXIT_USAGE
     found: list[dict[str, Any]] = []
+    status = cli.EXIT_OK
+    try:
+        with _engine(args) as engine:
+            for name in args.names:
+                try:
+                    found.append(_inspect_one(engine, name, args.type))
+                except errors.EngineError as exc:
+                    status = _fail(exc, cli.EXIT_FAILED)
+    except errors.EngineError as exc:  # no engine to ask
+        return _fail(exc, cli.EXIT_FAILED)
+    if template is None:
+        print(json.dumps(found, indent=2))
+        return status
+    return _print_templated(template, found) or status
 
-    def look(containers: ContainersAPI, name: str) -> None:
-        found.append(containers.inspect(name))
 
-    status = _each(args, look, echo=False)
-    print(json.dumps(found, indent=2))
+def _inspect_one(engine: EngineAPI, name: str, kind: str | None) -> dict[str, Any]:
+    if kind == "image":
+        return engine.images.inspect(name)
+    try:
+        return engine.containers.inspect(name)
+    except errors.NotFound as exc:
+        if kind == "container":
+            raise
+        missing = exc
+    try:
+        return engine.images.inspect(name)
+    except errors.EngineError:
+        raise missing from None  # no image either: the container's error says it
+
+
+def _print_templated(template: gotemplate.Template, documents: list[dict[str, Any]]) -> int:
+    """Each document through ``template``, one output per line (docker's ``inspect
+    -f``); a document the template fails on is an error (exit 1), the others print."""
+    from reconciler.cli import gotemplate
+
+    status = cli.EXIT_OK
+    for document in documents:
+        try:
+            print(template.execute(document))
+        except gotemplate.TemplateError as exc:
+            print(f"reconcile: template: {exc}", file=sys.stderr)
+            status = cli.EXIT_FAILED
     return status
 
 

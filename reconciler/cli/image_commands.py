@@ -97,11 +97,23 @@ def _bars(quiet: bool) -> Iterator[models.Progress | None]:
 # --- registries ---------------------------------------------------------------
 
 
-def _pull(args: argparse.Namespace, images: models.ImagesAPI) -> int:
-    with _bars(args.quiet) as progress:
-        pulled = images.pull(args.reference, platform=args.platform, progress=progress)
-    if not args.quiet:
+def pull_with_progress(
+    images: models.ImagesAPI, reference: str, *, quiet: bool = False, platform: str | None = None, status: bool = False
+) -> models.ImageSummary:
+    """Pull ``reference`` drawing its progress on stderr (bars on a terminal), then its
+    digest and, with ``status``, docker's ``Status: Downloaded newer image for …``
+    line (what ``run`` prints when it pulled a missing image)."""
+    with _bars(quiet) as progress:
+        pulled = images.pull(reference, platform=platform, progress=progress)
+    if not quiet:
         print(f"Digest: {pulled['digest']}", file=sys.stderr)
+        if status:
+            print(f"Status: Downloaded newer image for {pulled['repository']}:{pulled['tag']}", file=sys.stderr)
+    return pulled
+
+
+def _pull(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    pulled = pull_with_progress(images, args.reference, quiet=args.quiet, platform=args.platform)
     print(f"{pulled['repository']}:{pulled['tag']}")
     return cli.EXIT_OK
 
@@ -212,22 +224,40 @@ def _images(args: argparse.Namespace, images: models.ImagesAPI) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return cli.EXIT_OK
+    if args.quiet:  # docker images -q: each image once, for `rmi $(images -q)`
+        ids = [row["id"] if args.no_trunc else row["id"].removeprefix("sha256:")[:12] for row in rows]
+        sys.stdout.write("".join(f"{image_id}\n" for image_id in dict.fromkeys(ids)))
+        return cli.EXIT_OK
     print(f"{'REPOSITORY':<40} {'TAG':<16} {'IMAGE ID':<12}  {'CREATED':<22} SIZE")
     for row in rows:
-        image_id = row["id"].removeprefix("sha256:")[:12]
+        image_id = row["id"] if args.no_trunc else row["id"].removeprefix("sha256:")[:12]
         size = quantities.human_size(row["size"], binary=False)
         print(f"{row['repository']:<40} {row['tag']:<16} {image_id:<12}  {_ago(row['created']):<22} {size}")
     return cli.EXIT_OK
 
 
 def _inspect(args: argparse.Namespace, images: models.ImagesAPI) -> int:
+    """Images as JSON, or through ``-f/--format``'s template (one line each)."""
+    from reconciler.cli import gotemplate
+
+    try:
+        template = gotemplate.parse(args.format) if args.format else None
+    except gotemplate.TemplateError as exc:
+        return _fail(f"template parsing error: {exc}", cli.EXIT_USAGE)
     found, status = [], cli.EXIT_OK
     for reference in args.references:
         try:
             found.append(images.inspect(reference))
         except errors.EngineError as exc:
             status = _engine_error(exc)
-    print(json.dumps(found, indent=2))
+    if template is None:
+        print(json.dumps(found, indent=2))
+        return status
+    for document in found:
+        try:
+            print(template.execute(document))
+        except gotemplate.TemplateError as exc:
+            status = _fail(f"template: {exc}")
     return status
 
 

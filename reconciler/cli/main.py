@@ -139,6 +139,8 @@ def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *,
     tag.add_argument("target", metavar="TARGET[:TAG]")
     listing = add("images" if top_level else "ls", parents=[engine], help="list images")
     listing.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    listing.add_argument("-q", "--quiet", action="store_true", help="only image IDs, each once")
+    listing.add_argument("--no-trunc", action="store_true", help="full image IDs")
     if top_level:
         for verb in ("login", "logout"):
             session = add(verb, parents=[engine], help=f"{verb} {'to' if verb == 'login' else 'from'} a registry")
@@ -150,6 +152,7 @@ def _image_commands(add: Callable[..., Any], engine: argparse.ArgumentParser, *,
         return
     inspect = add("inspect", parents=[engine], help="show images' configuration as JSON")
     inspect.add_argument("references", nargs="+", metavar="IMAGE")
+    inspect.add_argument("-f", "--format", help="a Go template, e.g. '{{.Id}}' or '{{json .Config}}'")
     remove = add("rm", parents=[engine], help="untag images and remove what nothing else uses")
     remove.add_argument("references", nargs="+", metavar="IMAGE")
     remove.add_argument("-f", "--force", action="store_true", help="even when a container uses it")
@@ -315,12 +318,35 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--cpu-shares", type=int, help="relative CPU weight (default 1024)")
     run.add_argument("--cpuset-cpus", help="CPUs the container may use, e.g. 0-1")
     run.add_argument("--pids-limit", dest="pids", type=int)
+    run.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
+    run.add_argument(
+        "--pull",
+        choices=("missing", "always", "never"),
+        default="missing",
+        help="pull the image: when the store lacks it (default), always, or never",
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
     run.add_argument("image")
     run.add_argument("command", nargs=argparse.REMAINDER)
 
     ps = sub.add_parser("ps", parents=[engine], help="list containers")
     ps.add_argument("-a", "--all", action="store_true", help="also exited containers")
-    ps.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    ps.add_argument("-o", "--output", choices=("text", "json"), default="text", help="json: the engine's summaries")
+    ps.add_argument("-q", "--quiet", action="store_true", help="only container IDs")
+    ps.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="name=, id=, label=KEY[=VALUE], status=, ancestor=, exited=, network=, volume= (repeatable)",
+    )
+    ps.add_argument(
+        "--format", help="'table', 'json', or a Go template, e.g. 'table {{.ID}}\\t{{.Names}}\\t{{.Status}}'"
+    )
+    ps.add_argument("--no-trunc", action="store_true", help="full IDs and commands")
+    ps.add_argument("-n", "--last", type=int, metavar="N", help="the N last created containers (all states)")
+    ps.add_argument("-l", "--latest", action="store_true", help="the last created container (all states)")
 
     logs = sub.add_parser("logs", parents=[engine], help="print a container's output")
     logs.add_argument("name")
@@ -346,8 +372,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for verb, text in (("pause", "freeze every process of containers"), ("unpause", "thaw paused containers")):
         sub.add_parser(verb, parents=[engine], help=text).add_argument("names", nargs="+", metavar="name")
 
-    inspect = sub.add_parser("inspect", parents=[engine], help="show containers' state and configuration as JSON")
+    inspect = sub.add_parser("inspect", parents=[engine], help="show containers' (or images') state as JSON")
     inspect.add_argument("names", nargs="+", metavar="name")
+    inspect.add_argument("-f", "--format", help="a Go template, e.g. '{{.State.Status}}' or '{{json .Config}}'")
+    inspect.add_argument("--type", choices=("container", "image"), help="only this kind of object")
 
     stats = sub.add_parser("stats", parents=[engine], help="memory, CPU time and processes of running containers")
     stats.add_argument("names", nargs="*", metavar="name")

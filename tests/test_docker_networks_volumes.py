@@ -1,0 +1,236 @@
+"""The Docker API's network, volume, events and ``system df`` endpoints with the real
+clients: ``docker network ls|create|inspect|rm|prune``, ``docker volume
+ls|create|inspect|rm|prune``, ``docker system df``, ``docker events --since --until``,
+and docker-py's ``networks.create/list`` and ``volumes.create/list``. The predefined
+``bridge``, ``host`` and ``none`` are listed as Docker's; what the engine cannot do
+(connecting a container after create) answers 501. Bridges, nftables tables and the
+DNS daemon made here are gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.network.manager import table_for
+from tests import agent_fixtures
+from tests.agent_fixtures import Agent, make_agent
+from tests.test_cli_networks import nft_tables, our_links
+from tests.test_docker_images import docker, needs_docker, raw
+
+pytestmark = pytest.mark.requires_root
+
+agents = agent_fixtures.agents  # the fixture
+
+
+@pytest.fixture
+def agent(agents: list[Agent], tmp_path: Path) -> Iterator[Agent]:
+    """An agent; every network made through it is removed afterwards, and the host
+    is left with the links and nftables tables it had."""
+    made = make_agent(agents, tmp_path / "agent")
+    try:
+        yield made
+    finally:
+        listed = json.loads(made.cli("network", "ls", "-o", "json").stdout or "[]")
+        bridges = {network["Options"]["bridge"] for network in listed if network["Options"].get("bridge")}
+        for container in json.loads(made.cli("ps", "-a", "-o", "json").stdout or "[]"):
+            made.cli("rm", "-f", container["name"])
+        made.cli("network", "prune")
+        made.cli("network", "rm", "bridge")
+        made.stop()
+        assert not bridges & our_links(), "bridges left behind"
+        assert table_for(str(made.root)) not in nft_tables(), "the nftables table left behind"
+        assert not (made.root / "dns.pid").exists()
+
+
+def names(listing: str) -> list[str]:
+    return [line.split()[1] for line in listing.splitlines()[1:]]
+
+
+@needs_docker
+def test_networks_with_the_docker_cli(agent: Agent) -> None:
+    listing = docker(agent, "network", "ls")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert names(listing.stdout) == ["bridge", "host", "none"]
+    assert re.search(r"^[0-9a-f]{12}\s+none\s+null\s+local$", listing.stdout, re.M), listing.stdout
+
+    created = docker(agent, "network", "create", "--subnet", "10.231.7.0/24", "--label", "team=a", "dn-front")
+    assert created.returncode == 0, created.stderr
+    ident = created.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", ident)
+    again = docker(agent, "network", "create", "dn-front")
+    assert again.returncode == 1 and "network with name dn-front already exists" in again.stderr
+    assert docker(agent, "network", "create", "--driver", "overlay", "dn-x").returncode == 1
+    assert docker(agent, "network", "create", "--internal", "dn-back").returncode == 0
+
+    inspected = json.loads(docker(agent, "network", "inspect", "dn-front").stdout)[0]
+    assert (inspected["Name"], inspected["Id"], inspected["Driver"], inspected["Scope"]) == (
+        "dn-front",
+        ident,
+        "bridge",
+        "local",
+    )
+    assert inspected["IPAM"]["Config"] == [{"Subnet": "10.231.7.0/24", "Gateway": "10.231.7.1"}]
+    assert (inspected["Internal"], inspected["Labels"], inspected["Containers"]) == (False, {"team": "a"}, {})
+    assert json.loads(docker(agent, "network", "inspect", ident[:12]).stdout)[0]["Name"] == "dn-front"
+    assert json.loads(docker(agent, "network", "inspect", "dn-back").stdout)[0]["Internal"] is True
+    filtered = docker(agent, "network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")
+    assert filtered.stdout.split() == ["dn-front"]
+    custom = docker(agent, "network", "ls", "--filter", "type=custom", "--format", "{{.Name}}")
+    assert custom.stdout.split() == ["dn-back", "dn-front"]
+
+    for predefined in ("host", "none"):
+        refused = docker(agent, "network", "rm", predefined)
+        assert refused.returncode == 1 and "pre-defined network" in refused.stderr, refused.stderr
+    missing = docker(agent, "network", "inspect", "dn-nosuch")
+    assert missing.returncode == 1 and "network dn-nosuch not found" in missing.stderr
+
+    assert docker(agent, "network", "rm", "dn-front").stdout == "dn-front\n"
+    pruned = docker(agent, "network", "prune", "-f")
+    assert pruned.returncode == 0 and "dn-back" in pruned.stdout, pruned.stderr
+    assert names(docker(agent, "network", "ls").stdout) == ["bridge", "host", "none"]
+
+
+def test_connecting_a_container_after_create_answers_501(agent: Agent) -> None:
+    image = agent.image()
+    assert agent.cli("network", "create", "dn-one").returncode == 0
+    assert agent.cli("network", "create", "dn-two").returncode == 0
+    made = docker(agent, "create", "--name", "dn-c", "--network", "dn-one", image, "sleep", "60")
+    assert made.returncode == 0, made.stderr
+    body = json.dumps({"Container": "dn-c"}).encode()
+    status, answer = raw(agent, "POST", "/v1.50/networks/dn-one/connect", body)
+    assert status == 200, answer  # already there: nothing to do
+    status, answer = raw(agent, "POST", "/v1.50/networks/dn-two/connect", body)
+    assert status == 501 and json.loads(answer)["message"].startswith("not implemented: connecting container dn-c")
+    status, answer = raw(agent, "POST", "/v1.50/networks/dn-two/disconnect", body)
+    assert status == 404, answer
+    status, answer = raw(agent, "POST", "/v1.50/networks/dn-one/connect", json.dumps({"Container": "nosuch"}).encode())
+    assert status == 404 and json.loads(answer)["message"] == "No such container: nosuch"
+
+
+@needs_docker
+def test_volumes_with_the_docker_cli(agent: Agent) -> None:
+    created = docker(agent, "volume", "create", "--label", "keep=yes", "dv-data")
+    assert (created.returncode, created.stdout) == (0, "dv-data\n"), created.stderr
+    assert docker(agent, "volume", "create", "dv-data").returncode == 0  # exists: the same volume
+    assert docker(agent, "volume", "create", "dv-other").returncode == 0
+    listing = docker(agent, "volume", "ls")
+    assert listing.stdout.splitlines()[1:] == ["local     dv-data", "local     dv-other"], listing.stdout
+    inspected = json.loads(docker(agent, "volume", "inspect", "dv-data").stdout)[0]
+    assert (inspected["Name"], inspected["Driver"], inspected["Scope"], inspected["Labels"]) == (
+        "dv-data",
+        "local",
+        "local",
+        {"keep": "yes"},
+    )
+    assert inspected["Mountpoint"] == str(agent.root / "volumes" / "dv-data" / "_data")
+    labelled = docker(agent, "volume", "ls", "-q", "--filter", "label=keep")
+    assert labelled.stdout.split() == ["dv-data"]
+    missing = docker(agent, "volume", "rm", "dv-nosuch")
+    assert missing.returncode == 1 and "get dv-nosuch: no such volume" in missing.stderr
+
+    image = agent.image()
+    assert docker(agent, "create", "--name", "dv-user", "-v", "dv-data:/data", image, "true").returncode == 0
+    dangling = docker(agent, "volume", "ls", "-q", "--filter", "dangling=true")
+    assert dangling.stdout.split() == ["dv-other"]
+    in_use = docker(agent, "volume", "rm", "dv-data")
+    assert in_use.returncode == 1 and "volume is in use" in in_use.stderr, in_use.stderr
+    pruned = docker(agent, "volume", "prune", "-a", "-f")
+    assert pruned.returncode == 0 and "dv-other" in pruned.stdout and "dv-data" not in pruned.stdout
+    assert docker(agent, "rm", "dv-user").returncode == 0
+    assert docker(agent, "volume", "rm", "dv-data").stdout == "dv-data\n"
+    assert docker(agent, "volume", "ls", "-q").stdout == ""
+
+
+@needs_docker
+def test_system_df_and_events(agent: Agent) -> None:
+    image = agent.image()
+    assert docker(agent, "volume", "create", "de-vol").returncode == 0
+    (agent.root / "volumes" / "de-vol" / "_data" / "blob").write_bytes(b"x" * 10_000)
+    assert docker(agent, "create", "--name", "de-c", "-v", "de-vol:/v", image, "true").returncode == 0
+    started = time.time()
+    assert docker(agent, "network", "create", "de-net").returncode == 0
+    assert docker(agent, "tag", image, "de/tagged:1").returncode == 0
+    assert docker(agent, "rmi", "de/tagged:1").returncode == 0
+    assert docker(agent, "network", "rm", "de-net").returncode == 0
+    assert docker(agent, "volume", "create", "de-gone").returncode == 0
+    assert docker(agent, "volume", "rm", "de-gone").returncode == 0
+    until = time.time() + 0.001
+
+    df = docker(agent, "system", "df", "--format", "{{json .}}")
+    assert df.returncode == 0, df.stderr
+    rows = {row["Type"]: row for row in map(json.loads, df.stdout.splitlines())}
+    assert (rows["Images"]["TotalCount"], rows["Images"]["Active"]) == ("1", "1")
+    assert (rows["Containers"]["TotalCount"], rows["Containers"]["Active"]) == ("1", "0")
+    assert (rows["Local Volumes"]["TotalCount"], rows["Local Volumes"]["Active"]) == ("1", "1")
+    assert rows["Local Volumes"]["Size"] == "10kB"
+    verbose = docker(agent, "system", "df", "-v")
+    assert verbose.returncode == 0 and "de-vol" in verbose.stdout and "de-c" in verbose.stdout, verbose.stderr
+
+    events = docker(
+        agent,
+        "events",
+        "--since",
+        f"{started:.6f}",
+        "--until",
+        f"{until:.6f}",
+        "--format",
+        "{{json .}}",
+    )
+    assert events.returncode == 0, events.stderr
+    seen = [json.loads(line) for line in events.stdout.splitlines()]
+    assert [(e["Type"], e["Action"], e["Actor"]["Attributes"].get("name") or e["Actor"]["ID"]) for e in seen] == [
+        ("network", "create", "de-net"),
+        ("image", "tag", "de/tagged:1"),
+        ("image", "untag", "de/tagged:1"),
+        ("network", "destroy", "de-net"),
+        ("volume", "create", "de-gone"),
+        ("volume", "destroy", "de-gone"),
+    ], events.stdout
+    only = docker(
+        agent,
+        "events",
+        "--since",
+        f"{started:.6f}",
+        "--until",
+        f"{until:.6f}",
+        "--filter",
+        "type=network",
+        "--filter",
+        "event=destroy",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    )
+    assert only.stdout.split() == ["de-net"]
+
+
+def test_the_docker_sdk_for_python(agent: Agent) -> None:
+    import docker as docker_sdk
+
+    client = docker_sdk.DockerClient(base_url=f"unix://{agent.docker_socket}", timeout=60)
+    try:
+        network = client.networks.create("dp-net", labels={"by": "py"})
+        assert network.id and network.name == "dp-net"
+        assert {n.name for n in client.networks.list()} == {"bridge", "host", "none", "dp-net"}
+        assert [n.id for n in client.networks.list(names=["dp-net"])] == [network.id]
+        assert client.networks.get(network.id[:12]).attrs["Labels"] == {"by": "py"}
+        with pytest.raises(docker_sdk.errors.NotFound):
+            client.networks.get("dp-nosuch")
+        network.remove()
+
+        volume = client.volumes.create("dp-vol", labels={"by": "py"})
+        assert (volume.name, volume.attrs["Labels"]) == ("dp-vol", {"by": "py"})
+        anonymous = client.volumes.create()
+        assert re.fullmatch(r"[0-9a-f]{64}", anonymous.name)
+        assert {v.name for v in client.volumes.list()} == {"dp-vol", anonymous.name}
+        assert client.volumes.get("dp-vol").attrs["Mountpoint"].endswith("/volumes/dp-vol/_data")
+        assert client.volumes.prune()["VolumesDeleted"] == [anonymous.name]
+        volume.remove()
+        assert client.volumes.list() == []
+    finally:
+        client.close()

@@ -234,3 +234,59 @@ def test_the_docker_sdk_for_python(agent: Agent) -> None:
         assert client.volumes.list() == []
     finally:
         client.close()
+
+
+@needs_docker
+def test_system_prune_uses_every_prune_endpoint(agent: Agent) -> None:
+    image = agent.image()
+    assert docker(agent, "network", "create", "sp-net").returncode == 0
+    assert docker(agent, "volume", "create", "sp-named").returncode == 0
+    anonymous = docker(agent, "volume", "create").stdout.strip()
+    assert docker(agent, "tag", image, "sp/extra:1").returncode == 0
+    assert docker(agent, "create", "--name", "sp-stopped", image, "true").returncode == 0
+
+    pruned = docker(agent, "system", "prune", "-f")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "sp-net" in pruned.stdout and "sp-stopped" not in docker(agent, "ps", "-a").stdout
+    assert docker(agent, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [image, "sp/extra:1"]
+
+    everything = docker(agent, "system", "prune", "-a", "-f", "--volumes")
+    assert everything.returncode == 0, everything.stderr
+    assert anonymous in everything.stdout and "untagged: sp/extra:1" in everything.stdout
+    assert docker(agent, "images", "-q").stdout == ""
+    assert docker(agent, "volume", "ls", "-q").stdout.split() == ["sp-named"]  # named volumes stay
+
+
+@needs_docker
+def test_events_follow_until_the_client_goes(agent: Agent) -> None:
+    import select
+    import subprocess
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(agent.base),
+        "DOCKER_HOST": f"unix://{agent.docker_socket}",
+        "DOCKER_CONFIG": str(agent.base / "docker-config"),
+    }
+    follower = subprocess.Popen(
+        ["/usr/local/bin/docker", "events", "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 20
+        while len(lines) < 2:
+            # created until one arrives: the follower may not be subscribed yet
+            assert docker(agent, "volume", "create", f"ef-{len(lines)}-{int(time.monotonic() * 1000)}").returncode == 0
+            ready, _, _ = select.select([follower.stdout], [], [], 1.0)
+            if ready:
+                assert follower.stdout is not None
+                lines.append(follower.stdout.readline().strip())
+            assert time.monotonic() < deadline, lines
+        assert all(line.startswith("create ef-") for line in lines), lines
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+    assert docker(agent, "volume", "prune", "-a", "-f").returncode == 0

@@ -175,6 +175,21 @@ def test_push_and_pull_through_a_loopback_registry(agent: Agent, registry: Docke
     assert docker(agent, "rmi", name, "busybox:local").returncode == 0
     assert docker(agent, "image", "prune", "-f").returncode == 0
     assert image_ids(agent) == []
+    status, body = raw(agent, "POST", f"/v1.50/images/create?fromImage={registry.host}/tools/busybox&tag=1")
+    stream = json_lines(body)
+    assert status == 200 and stream[0] == {"status": "Pulling from tools/busybox", "id": "1"}, stream
+    layer = stream[1]["id"]
+    assert stream[1] == {"status": "Pulling fs layer", "progressDetail": {}, "id": layer}
+    statuses = [line["status"] for line in stream if line.get("id") == layer]
+    assert statuses[-1] == "Pull complete" and {"Downloading", "Download complete", "Extracting"} <= set(statuses)
+    downloads = [line["progressDetail"] for line in stream if line["status"] == "Downloading"]
+    assert downloads[-1]["current"] == downloads[-1]["total"] > 0
+    assert stream[-2:] == [
+        {"status": f"Digest: {digest.group(1)}"},
+        {"status": f"Status: Downloaded newer image for {name}"},
+    ]
+    assert docker(agent, "rmi", name).returncode == 0
+    assert docker(agent, "image", "prune", "-f").returncode == 0
     pulled = docker(agent, "pull", name)
     assert pulled.returncode == 0, pulled.stderr
     lines = pulled.stdout.splitlines()

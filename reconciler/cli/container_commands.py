@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             except errors.NotFound as exc:
                 if args.pull != "missing" or not _no_such_image(exc):
                     raise
-            print(f"Unable to find image '{args.image}' locally", file=sys.stderr, flush=True)
+            if not args.quiet:
+                print(f"Unable to find image '{args.image}' locally", file=sys.stderr, flush=True)
             _pull(engine, args.image, quiet=args.quiet)
             return _run(engine, request, args)
     except errors.EngineError as exc:
@@ -317,7 +318,7 @@ def _inspect_one(engine: EngineAPI, name: str, kind: str | None) -> dict[str, An
         return engine.images.inspect(name)
     try:
         return engine.containers.inspect(name)
-    except errors.NotFound as exc:
+    except (errors.NotFound, errors.InvalidRequest) as exc:  # not a container's name (busybox:1)
         if kind == "container":
             raise
         missing = exc

@@ -152,6 +152,13 @@ def test_images_tag_inspect_history_and_rmi(agent: Agent) -> None:
     assert history.returncode == 0, history.stderr
     assert history.stdout.splitlines()[0].startswith(inspected["Id"])
 
+    tarball = agent.base / "busybox.tar"  # what agent.image() imported, now through docker import
+    imported = docker(agent, "import", str(tarball), "example/imported:2")
+    assert imported.returncode == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", imported.stdout), imported.stderr
+    again = json.loads(docker(agent, "image", "inspect", "example/imported:2").stdout)[0]
+    assert again["Id"] == imported.stdout.strip() and again["RootFS"] == inspected["RootFS"]  # the same one layer
+    assert docker(agent, "rmi", "example/imported:2").returncode == 0
+
     removed = docker(agent, "rmi", "example/tool:1")
     assert (removed.returncode, removed.stdout) == (0, "Untagged: example/tool:1\n"), removed.stderr
     missing = docker(agent, "rmi", "nosuch:1")

@@ -79,6 +79,27 @@ def image_ref(name: str) -> str:
     return familiar(name)
 
 
+_HEX = re.compile(r"^(sha256:)?[0-9a-f]{1,64}$")
+
+
+def resolve(engine: Engine, name: str) -> str:
+    """``name`` as the engine takes it, an image ID prefix shorter than the engine
+    accepts (Docker takes any unique prefix) made the full ID; NotFound as Docker
+    says it. Runs in the thread pool."""
+    reference = image_ref(name)
+    try:
+        engine.images.inspect(reference)
+        return reference
+    except errors.NotFound:
+        if not _HEX.match(name):
+            raise no_such_image(name) from None
+    prefix = name.removeprefix("sha256:")
+    found = {row["id"] for row in engine.images.list() if row["id"].removeprefix("sha256:").startswith(prefix)}
+    if len(found) == 1:
+        return found.pop()
+    raise no_such_image(name)
+
+
 def with_tag(reference: str) -> str:
     """``busybox`` → ``busybox:latest`` (a reference with a tag or digest is kept)."""
     last = reference.rsplit("/", 1)[-1]
@@ -390,7 +411,8 @@ async def list_images(request: web.Request, context: DockerContext) -> web.Strea
 
 async def _inspect(context: DockerContext, name: str) -> dict[str, Any]:
     try:
-        return await context.call(context.engine.images.inspect, image_ref(name))
+        reference = await context.call(resolve, context.engine, name)
+        return await context.call(context.engine.images.inspect, reference)
     except errors.NotFound:
         raise no_such_image(name) from None
 
@@ -403,7 +425,7 @@ async def inspect_image(request: web.Request, context: DockerContext) -> web.Str
 async def history(request: web.Request, context: DockerContext) -> web.StreamResponse:
     name = request.match_info["name"]
     document = await _inspect(context, name)
-    entries = await context.call(context.engine.images.history, image_ref(name))
+    entries = await context.call(context.engine.images.history, document["Id"])
     layered = [entry for entry in entries if not entry.get("empty_layer")]
     rows = []
     for index, entry in enumerate(entries):
@@ -446,7 +468,8 @@ async def tag_image(request: web.Request, context: DockerContext) -> web.StreamR
     except ValueError as exc:
         raise DockerError(400, str(exc)) from None
     try:
-        result = await context.call(context.engine.images.tag, image_ref(name), target)
+        reference = await context.call(resolve, context.engine, name)
+        result = await context.call(context.engine.images.tag, reference, target)
     except errors.NotFound:
         raise no_such_image(name) from None
     emit_event(context, "image", "tag", result["id"], {"name": familiar(result["reference"])})
@@ -455,7 +478,7 @@ async def tag_image(request: web.Request, context: DockerContext) -> web.StreamR
 
 def _remove(context: DockerContext, name: str, force: bool) -> list[dict[str, str]]:
     engine = context.engine
-    reference = image_ref(name)
+    reference = resolve(engine, name)
     try:
         before = engine.images.inspect(reference)
     except errors.NotFound:
@@ -608,9 +631,8 @@ async def _send_file(request: web.Request, context: DockerContext, path: str) ->
 async def _save(request: web.Request, context: DockerContext, names: list[str]) -> web.StreamResponse:
     if not names:
         raise DockerError(400, "no image to save (names=)")
-    for name in names:
-        await _inspect(context, name)  # 404 before anything is written
-    path = await context.call(context.engine.images.save, [image_ref(name) for name in names], format="docker-archive")
+    references = [await context.call(resolve, context.engine, name) for name in names]  # 404 before writing
+    path = await context.call(context.engine.images.save, references, format="docker-archive")
     return await _send_file(request, context, path)
 
 

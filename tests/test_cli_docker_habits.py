@@ -137,6 +137,7 @@ def test_filters() -> None:
     assert chosen("label=app") == ["web"] and chosen("label=app=web") == ["web"] and chosen("label=app=x") == []
     assert chosen("status=exited") == ["db"] and chosen("status=exited", "status=running") == ["web", "db"]
     assert chosen("status=running", "label=tier") == ["web"]  # keys: all of them; values: any
+    assert chosen("label=app", "label=tier") == ["web"] and chosen("label=app", "label=nope") == []  # labels: all
     assert chosen("ancestor=busybox:1") == ["web"] and chosen("ancestor=abababab") == ["web", "db"]
     assert chosen("ancestor=docker.io/library/other:2") == ["db"]
     assert chosen("exited=2") == ["db"] and chosen("network=front") == ["web"] and chosen("volume=data") == ["db"]

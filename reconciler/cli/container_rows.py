@@ -320,7 +320,11 @@ def _one(row: ContainerSummary, key: str, value: str) -> bool:
 
 
 def matches(row: ContainerSummary, filters: Mapping[str, list[str]]) -> bool:
-    return all(any(_one(row, key, value) for value in values) for key, values in filters.items())
+    """Every key must match; of one key's values any one, except ``label``, whose
+    values must all match (docker's rules)."""
+    return all(
+        (all if key == "label" else any)(_one(row, key, value) for value in values) for key, values in filters.items()
+    )
 
 
 def needs_all(filters: Mapping[str, list[str]]) -> bool:

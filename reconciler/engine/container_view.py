@@ -221,8 +221,11 @@ def network_details(state: ContainerState) -> dict[str, dict[str, Any]]:
 
 
 def _networks(state: ContainerState, details: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Docker's ``NetworkSettings.Networks``; a container on no bridge network is on
+    ``none`` or ``host``, with no address, as Docker lists it."""
+    entries = state.spec.get("networks") or [{"network": _network_mode(state.spec)}]
     networks = {}
-    for entry in state.spec.get("networks") or []:
+    for entry in entries:
         name = entry["network"]
         known = details.get(name) or {}
         networks[name] = {

@@ -9,9 +9,12 @@ DNS daemon made here are gone afterwards."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,42 @@ def agent(agents: list[Agent], tmp_path: Path) -> Iterator[Agent]:
         assert not bridges & our_links(), "bridges left behind"
         assert table_for(str(made.root)) not in nft_tables(), "the nftables table left behind"
         assert not (made.root / "dns.pid").exists()
+
+
+class Lines:
+    """Lines of a process's stdout as they come, each wait bounded (os.read on the
+    pipe: a buffered reader would hide lines it already holds from select)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self.fd = process.stdout.fileno()
+        self.pending = b""
+        self.lines: list[str] = []
+
+    def until(self, done: Callable[[list[str]], bool], timeout: float = 20, *, strict: bool = True) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not done(self.lines):
+            if time.monotonic() > deadline:
+                assert not strict, self.lines
+                break
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                assert chunk, f"the follower ended: {self.lines}"
+                self.pending += chunk
+                *complete, self.pending = self.pending.split(b"\n")
+                self.lines += [line.decode() for line in complete]
+        return self.lines
+
+
+def follow_events(agent: Agent, *args: str) -> subprocess.Popen[bytes]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(agent.base),
+        "DOCKER_HOST": f"unix://{agent.docker_socket}",
+        "DOCKER_CONFIG": str(agent.base / "docker-config"),
+    }
+    return subprocess.Popen(["/usr/local/bin/docker", "events", *args], env=env, stdout=subprocess.PIPE)
 
 
 def names(listing: str) -> list[str]:
@@ -259,34 +298,66 @@ def test_system_prune_uses_every_prune_endpoint(agent: Agent) -> None:
 
 @needs_docker
 def test_events_follow_until_the_client_goes(agent: Agent) -> None:
-    import select
-    import subprocess
-
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(agent.base),
-        "DOCKER_HOST": f"unix://{agent.docker_socket}",
-        "DOCKER_CONFIG": str(agent.base / "docker-config"),
-    }
-    follower = subprocess.Popen(
-        ["/usr/local/bin/docker", "events", "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    follower = follow_events(agent, "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}")
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while len(lines) < 2:
-            # created until one arrives: the follower may not be subscribed yet
-            assert docker(agent, "volume", "create", f"ef-{len(lines)}-{int(time.monotonic() * 1000)}").returncode == 0
-            ready, _, _ = select.select([follower.stdout], [], [], 1.0)
-            if ready:
-                assert follower.stdout is not None
-                lines.append(follower.stdout.readline().strip())
-            assert time.monotonic() < deadline, lines
-        assert all(line.startswith("create ef-") for line in lines), lines
+        lines = Lines(follower)
+        for attempt in range(50):  # created until one arrives: the follower may not be subscribed yet
+            assert docker(agent, "volume", "create", f"ef-{attempt}").returncode == 0
+            if lines.until(bool, timeout=0.5, strict=False):
+                break
+        assert docker(agent, "volume", "create", "ef-last").returncode == 0
+        found = lines.until(lambda seen: "create ef-last" in seen)
+        assert all(line.startswith("create ef-") for line in found), found
     finally:
         follower.kill()
         follower.wait(timeout=10)
     assert docker(agent, "volume", "prune", "-a", "-f").returncode == 0
+
+
+@needs_docker
+def test_container_events_live_and_replayed(agent: Agent) -> None:
+    image = agent.image()
+    started = time.time()
+    follower = follow_events(
+        agent,
+        "--filter",
+        "type=container",
+        "--filter",
+        "container=ce-one",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+    )
+    try:
+        lines = Lines(follower)
+        time.sleep(1)  # subscribed (the CLI prints nothing until an event comes)
+        ran = docker(agent, "run", "-d", "--name", "ce-one", image, "sh", "-c", "exit 3")
+        assert ran.returncode == 0, ran.stderr
+        assert docker(agent, "wait", "ce-one").stdout.strip() == "3"
+        # containers are looked at every half second: each step is seen before the next
+        lines.until(lambda seen: any(line.startswith("die") for line in seen))
+        assert docker(agent, "rm", "ce-one").returncode == 0
+        assert lines.until(lambda seen: seen[-1].startswith("destroy")) == [
+            "create ce-one <no value>",
+            "start ce-one <no value>",
+            "die ce-one 3",
+            "destroy ce-one <no value>",
+        ]
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+
+    assert docker(agent, "run", "-d", "--name", "ce-two", image, "echo").returncode == 0
+    assert docker(agent, "wait", "ce-two").stdout.strip() == "0"
+    replayed = docker(
+        agent,
+        "events",
+        "--since",
+        f"{started:.6f}",
+        "--until",
+        f"{time.time():.6f}",
+        "--filter",
+        "container=ce-two",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    )
+    assert replayed.stdout.splitlines() == ["create ce-two", "start ce-two", "die ce-two"], replayed.stdout

@@ -7,9 +7,17 @@ Two sources, merged in time order:
   created or destroyed; the container modules may add theirs). These are kept in an
   in-memory ring (``RING`` events), as dockerd keeps its own, so ``since`` replays
   them; they do not survive the agent.
-* the engine's event log (``engine.events``, ``ROOT/events.jsonl``): every object a
-  reconcile pass created, changed or deleted (``object`` records) as a Docker event
-  of its kind (``container/web`` created → container ``create``).
+* the engine's event log (``engine.events``, ``ROOT/events.jsonl``): every network,
+  volume and image a reconcile pass created, changed or deleted (``object`` records)
+  as a Docker event of its kind (``network/front`` created → network ``create``), and
+  the containers it deleted (``destroy``);
+* the containers themselves, by level: each container's recorded times are its
+  ``create``, last ``start`` and last ``die`` (with ``exitCode``), and a stream that
+  follows compares the engine's containers every ``POLL`` seconds (new: ``create``,
+  a new start or exit, paused or unpaused, gone: ``destroy``). So every container is
+  covered, whoever made it (the Docker API, the native CLI, a reconcile pass), and
+  an exit nobody waited for is a ``die`` all the same; a restart between two looks
+  shows as its last start and exit only.
 
 ``since`` replays past events from both; ``until`` ends the stream at that time
 (at once when it is past); without it the stream stays open until the client goes.
@@ -26,13 +34,16 @@ import datetime
 import itertools
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, filters
 from reconciler.dockerapi.ids import docker_id
+
+if TYPE_CHECKING:
+    from reconciler.engine.core import Engine
 
 #: Events of the Docker API kept for ``since``.
 RING = 1024
@@ -127,10 +138,79 @@ def from_log(record: dict[str, Any]) -> list[dict[str, Any]]:
     nanos = int(float(record.get("time", 0)) * 1_000_000_000)
     events = []
     for action in actions:
+        if kind == "container" and action != "destroy":
+            continue  # what exists is told by the containers themselves
         if kind == "image" and action == "destroy":
             action = "delete"
         events.append(make_event(kind, action, actor, attributes, at_ns=nanos))
     return events
+
+
+# --- containers, by level ---------------------------------------------------------------
+
+
+def _nanos(seconds: Any) -> int | None:
+    if not isinstance(seconds, int | float) or seconds <= 0:
+        return None
+    return int(seconds * 1_000_000_000)
+
+
+def _container_attributes(row: dict[str, Any]) -> dict[str, str]:
+    attributes = {str(k): str(v) for k, v in (row.get("labels") or {}).items()}
+    attributes.update({"name": str(row["name"]), "image": str(row.get("image") or "")})
+    return attributes
+
+
+def snapshot(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The engine's containers by name (runs in the thread pool)."""
+    return {row["name"]: dict(row) for row in engine.containers.list(all=True)}
+
+
+def container_history(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each container's recorded times say happened to it."""
+    found = []
+    for row in rows.values():
+        ident, attributes = docker_id(row), _container_attributes(row)
+        created = _nanos(row.get("created"))
+        if created is not None:
+            found.append(make_event("container", "create", ident, attributes, at_ns=created))
+        found += _runs(row, ident, attributes)
+    return found
+
+
+def _runs(row: dict[str, Any], ident: str, attributes: dict[str, str]) -> list[dict[str, Any]]:
+    """The last start and, when it has exited since, the last exit."""
+    found = []
+    started = _nanos(row.get("started"))
+    if started is not None:
+        found.append(make_event("container", "start", ident, attributes, at_ns=started))
+    finished = _nanos(row.get("finished"))
+    if finished is not None and row.get("status") == "exited" and (started is None or finished >= started):
+        died = {**attributes, "exitCode": str(row.get("exit_code") or 0)}
+        found.append(make_event("container", "die", ident, died, at_ns=finished))
+    return found
+
+
+def container_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events between two looks at the containers."""
+    found = []
+    for name, row in after.items():
+        ident, attributes = docker_id(row), _container_attributes(row)
+        previous = before.get(name)
+        if previous is None:
+            found += container_history({name: row})
+            continue
+        for event in _runs(row, ident, attributes):
+            key = "started" if event["Action"] == "start" else "finished"
+            if row.get(key) != previous.get(key):
+                found.append(event)
+        if previous.get("status") != row.get("status") and "paused" in (previous.get("status"), row.get("status")):
+            action = "pause" if row.get("status") == "paused" else "unpause"
+            found.append(make_event("container", action, ident, attributes))
+    for name in before.keys() - after.keys():
+        row = before[name]
+        found.append(make_event("container", "destroy", docker_id(row), _container_attributes(row)))
+    return sorted(found, key=lambda event: event["timeNano"])
 
 
 def _read_log(path: str, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -236,7 +316,8 @@ async def events(request: web.Request, context: DockerContext) -> web.StreamResp
     try:
         path = log_path(context.engine.config.root)
         records, offset = await context.call(_read_log, path, 0)
-        history: list[dict[str, Any]] = list(past)
+        containers = await context.call(snapshot, context.engine)
+        history: list[dict[str, Any]] = list(past) + container_history(containers)
         for record in records:
             history.extend(from_log(record))
         history.sort(key=lambda event: event["timeNano"])
@@ -272,10 +353,14 @@ async def events(request: web.Request, context: DockerContext) -> web.StreamResp
             if time.monotonic() - last_poll >= POLL:
                 last_poll = time.monotonic()
                 records, offset = await context.call(_read_log, path, offset)
+                now_containers = await context.call(snapshot, context.engine)
+                found = container_changes(containers, now_containers)
+                containers = now_containers
                 for record in records:
-                    for event in from_log(record):
-                        if wanted_at(event):
-                            await response.write(_line(event))
+                    found.extend(from_log(record))
+                for event in found:
+                    if wanted_at(event):
+                        await response.write(_line(event))
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             await response.write_eof()
         return response

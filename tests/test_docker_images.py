@@ -161,6 +161,10 @@ def test_images_tag_inspect_history_and_rmi(agent: Agent) -> None:
 
     removed = docker(agent, "rmi", "example/tool:1")
     assert (removed.returncode, removed.stdout) == (0, "Untagged: example/tool:1\n"), removed.stderr
+    assert docker(agent, "create", "--name", "di-user", "busybox:local", "echo").returncode == 0
+    in_use = docker(agent, "rmi", "busybox:local")
+    assert in_use.returncode == 1 and "is used by a container" in in_use.stderr, in_use.stderr
+    assert docker(agent, "rm", "di-user").returncode == 0
     missing = docker(agent, "rmi", "nosuch:1")
     assert missing.returncode == 1 and "No such image: nosuch:1" in missing.stderr
     assert docker(agent, "images", "-q").stdout.split() == short.stdout.split()
@@ -246,6 +250,22 @@ def test_build_with_the_classic_builder(agent: Agent, tmp_path: Path) -> None:
     ran = agent.cli("run", "--rm", "built:1")  # the native CLI: what the RUN step wrote
     assert (ran.returncode, ran.stdout) == (0, "bonjour\n"), ran.stderr
     assert agent.cli("run", "--rm", "built:1", "cat", "/extra").returncode != 0  # the stage after the target
+
+    quiet = docker(
+        agent,
+        "build",
+        "-q",
+        "--label",
+        "made=cli",
+        "-t",
+        "labelled:1",
+        "-f",
+        str(directory / "Containerfile"),
+        str(directory),
+    )
+    assert quiet.returncode == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", quiet.stdout), quiet.stdout + quiet.stderr
+    labelled = json.loads(docker(agent, "image", "inspect", "labelled:1").stdout)[0]
+    assert labelled["Id"] == quiet.stdout.strip() and labelled["Config"]["Labels"] == {"stage": "final", "made": "cli"}
 
     failing = context_dir(tmp_path / "failing", "FROM busybox:local\nRUN exit 3\n")
     failed = docker(agent, "build", "-t", "broken:1", "-f", str(failing / "Containerfile"), str(failing), timeout=120)

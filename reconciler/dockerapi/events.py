@@ -316,7 +316,9 @@ async def events(request: web.Request, context: DockerContext) -> web.StreamResp
     try:
         path = log_path(context.engine.config.root)
         records, offset = await context.call(_read_log, path, 0)
-        containers = await context.call(snapshot, context.engine)
+        # containers are looked at only when the filters can let one of their events through
+        watch = not wanted.get("type") or "container" in wanted["type"]
+        containers = await context.call(snapshot, context.engine) if watch else {}
         history: list[dict[str, Any]] = list(past) + container_history(containers)
         for record in records:
             history.extend(from_log(record))
@@ -353,9 +355,11 @@ async def events(request: web.Request, context: DockerContext) -> web.StreamResp
             if time.monotonic() - last_poll >= POLL:
                 last_poll = time.monotonic()
                 records, offset = await context.call(_read_log, path, offset)
-                now_containers = await context.call(snapshot, context.engine)
-                found = container_changes(containers, now_containers)
-                containers = now_containers
+                found = []
+                if watch:
+                    now_containers = await context.call(snapshot, context.engine)
+                    found = container_changes(containers, now_containers)
+                    containers = now_containers
                 for record in records:
                     found.extend(from_log(record))
                 for event in found:

@@ -350,3 +350,37 @@ def test_the_docker_sdk_for_python(agents: list[Agent], tmp_path: Path) -> None:
         assert "pybuilt:1" not in {tag for image in client.images.list() for tag in image.tags}
     finally:
         client.close()
+
+
+def test_image_list_filters() -> None:
+    from reconciler.dockerapi.errors import DockerError
+    from reconciler.dockerapi.images import filter_images
+
+    def item(ident: str, created: int, tags: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+        digests = [f"{tag.rpartition(':')[0]}@sha256:{ident * 64}" for tag in tags]
+        return {"Id": f"sha256:{ident * 64}", "Created": created, "RepoTags": tags, "RepoDigests": digests,
+                "Labels": labels or {}}  # fmt: skip
+
+    items = [
+        item("a", 100, ["busybox:1", "tools/busybox:1"], {"team": "a"}),
+        item("b", 200, ["alpine:3"]),
+        item("c", 300, ["127.0.0.1:5000/x/y:2"], {"team": "b"}),
+    ]
+
+    def ids(wanted: dict[str, list[str]]) -> list[str]:
+        return [found["Id"][7] for found in filter_images(items, wanted)]
+
+    assert ids({}) == ["a", "b", "c"]
+    assert ids({"reference": ["busybox"]}) == ["a"]
+    assert ids({"reference": ["docker.io/library/busybox:1"]}) == ["a"]
+    assert ids({"reference": ["*/*"]}) == ["a", "c"]
+    only = filter_images(items, {"reference": ["tools/*"]})[0]
+    assert (only["RepoTags"], only["RepoDigests"]) == (["tools/busybox:1"], [f"tools/busybox@sha256:{'a' * 64}"])
+    assert ids({"label": ["team"]}) == ["a", "c"] and ids({"label": ["team=b"]}) == ["c"]
+    assert ids({"dangling": ["true"]}) == [] and ids({"dangling": ["false"]}) == ["a", "b", "c"]
+    assert ids({"before": ["alpine:3"]}) == ["a"] and ids({"since": ["busybox:1"]}) == ["b", "c"]
+    assert ids({"since": ["b" * 8]}) == ["c"]
+    with pytest.raises(DockerError, match="No such image: nosuch"):
+        filter_images(items, {"before": ["nosuch"]})
+    with pytest.raises(DockerError, match="invalid filter 'colour'"):
+        filter_images(items, {"colour": ["red"]})

@@ -376,19 +376,37 @@ def _label_matches(labels: dict[str, str], wanted: list[str]) -> bool:
     return True
 
 
+def _created_of(items: list[dict[str, Any]], name: str) -> int:
+    """The creation time of the image ``name`` (a tag, an ID or a unique ID prefix) among ``items``."""
+    wanted = familiar(name)
+    prefix = name.removeprefix("sha256:")
+    for item in items:
+        if wanted in item["RepoTags"] or with_tag(wanted) in item["RepoTags"] or item["Id"] == name:
+            return int(item["Created"])
+    found = [item for item in items if _HEX.match(name) and item["Id"].removeprefix("sha256:").startswith(prefix)]
+    if len(found) == 1:
+        return int(found[0]["Created"])
+    raise no_such_image(name)
+
+
 def filter_images(items: list[dict[str, Any]], wanted: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """Docker's ``reference``, ``dangling`` and ``label`` filters."""
+    """Docker's ``reference``, ``dangling``, ``label``, ``before`` and ``since`` filters."""
     unknown = set(wanted) - {"reference", "dangling", "label", "before", "since"}
     if unknown:
         raise DockerError(400, f"invalid filter '{sorted(unknown)[0]}'")
+    before = min((_created_of(items, name) for name in wanted.get("before", [])), default=None)
+    since = max((_created_of(items, name) for name in wanted.get("since", [])), default=None)
+    patterns = [familiar(pattern) for pattern in wanted.get("reference", [])]
     kept = []
     for item in items:
+        if (before is not None and item["Created"] >= before) or (since is not None and item["Created"] <= since):
+            continue
         if "dangling" in wanted:
             dangling = [v.lower() in ("true", "1") for v in wanted["dangling"]]
             if dangling and dangling[0] != (not item["RepoTags"]):
                 continue
-        if wanted.get("reference"):
-            tags = [t for t in item["RepoTags"] if any(_matches_reference(p, t) for p in wanted["reference"])]
+        if patterns:
+            tags = [t for t in item["RepoTags"] if any(_matches_reference(p, t) for p in patterns)]
             if not tags:
                 continue
             repositories = {tag.rpartition(":")[0] for tag in tags}

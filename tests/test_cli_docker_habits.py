@@ -13,13 +13,14 @@ import os
 import re
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.cli import container_rows
+from reconciler.cli import container_rows, gotemplate
 from reconciler.engine import container_view
 from reconciler.engine.models.containers import ContainerSummary
 from reconciler.runtime.state import ContainerState
@@ -122,6 +123,22 @@ def test_render_table_json_and_templates() -> None:
     assert container_rows.render("table {{.Names}}\\t{{.State}}", rows) == (
         "NAMES     STATE\nweb       running\ndb        exited\n"
     )
+
+
+def test_the_default_table_is_the_default_template() -> None:
+    """``ps`` draws its default table without the template engine; the text is the
+    same as the engine's for ``DEFAULT_TABLE`` (timestamps far from any unit's edge)."""
+    now = time.time()
+    ports = [{"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "protocol": "tcp"}]
+    rows = [
+        summary(created=now - 330, started=now - 200, ports=ports, command=["sh", "-c", 'echo "a\tb" ; sleep 9']),
+        summary(name="db", status="exited", exit_code=1, created=now - 7300, finished=now - 150, command=[]),
+    ]
+    _, text = gotemplate.prepare(container_rows.DEFAULT_TABLE)
+    template = gotemplate.parse(text)
+    lines = [template.execute(container_rows.Headers())]
+    lines += [template.execute(container_rows.Row(row, now=now)) for row in rows]
+    assert container_rows.render("table", rows) == gotemplate.tabwrite("".join(f"{line}\n" for line in lines))
 
 
 def test_filters() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.dockerapi import follow, ids, store, streams, translate, views
+from reconciler.dockerapi import follow, ids, pump, store, streams, translate, views
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, filters, integer, json_body, json_response
 from reconciler.engine import errors
@@ -40,8 +40,21 @@ class _Shared:
     def __init__(self) -> None:
         self.exits: dict[str, int] = {}
         self.attached: dict[str, int] = {}
-        self.detached = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: attachments with stdin waiting for their container's start, by name
+        self.interactive: dict[str, _Interactive] = {}
+
+
+class _Interactive:
+    """An attach with stdin (``docker run -i``) made before the start: ``start`` runs
+    the process with these pipes, the agent its parent (a monitor's stdin is
+    /dev/null), and the attach pumps them, writing the container's log as it goes."""
+
+    def __init__(self, pipes: pump.Pipes) -> None:
+        self.pipes = pipes
+        self.job: asyncio.Future[int] | None = None
+        self.started = asyncio.Event()
+        self.log: Any = None
 
 
 def shared(context: DockerContext) -> _Shared:
@@ -97,11 +110,44 @@ async def start(request: web.Request, context: DockerContext) -> web.StreamRespo
     state = await _find(context, _ref(request))
     if state.status in ("running", "paused"):
         return web.Response(status=304)
-    await context.call(context.engine.containers.start, state.name)
+    slot = shared(context).interactive.get(state.name)
+    if slot is not None and slot.job is None and state.status == "created":
+        await _start_interactive(context, state.name, slot)
+    else:
+        await context.call(context.engine.containers.start, state.name)
     extra = await context.call(store.sidecar, context.engine, state.name)
     if (extra.get("HostConfig") or {}).get("AutoRemove"):
         _watch_auto_remove(context, state.name)
     return web.Response(status=204)
+
+
+async def _start_interactive(context: DockerContext, name: str, slot: _Interactive) -> None:
+    """Start ``name`` with the attachment's pipes; returns once it runs (or failed to)."""
+    from reconciler.runtime.logs import LogWriter
+
+    runtime = store.runtime(context.engine)
+    slot.log = LogWriter(runtime.store.path(name, "container.log"))
+    pipes = slot.pipes
+
+    def run() -> int:
+        from reconciler.engine import container_setup as setup
+
+        try:
+            with setup.translated(exit_code=125):
+                setup.filled(context.engine.wiring, runtime.inspect(name).spec)
+                return runtime.run(name, stdin=pipes.process.stdin, stdout=pipes.process.stdout,
+                                   stderr=pipes.process.stderr)  # fmt: skip
+        finally:
+            pipes.close_process_ends()
+
+    slot.job = asyncio.get_running_loop().run_in_executor(context.executor, run)
+    slot.started.set()
+    while not slot.job.done():
+        state = await context.call(runtime.inspect, name)
+        if state.status != "created":
+            return
+        await asyncio.sleep(WAIT_POLL / 5)
+    slot.job.result()  # raises why it did not start
 
 
 def _watch_auto_remove(context: DockerContext, name: str) -> None:
@@ -173,6 +219,10 @@ async def attach(request: web.Request, context: DockerContext) -> web.StreamResp
     common.attached[name] = common.attached.get(name, 0) + 1
     cancelled = threading.Event()
     try:
+        if boolean(request, "stdin") and live and state.status == "created" and name not in common.interactive:
+            extra = await context.call(store.sidecar, context.engine, name)
+            if (extra.get("Config") or {}).get("OpenStdin"):
+                return await _attach_interactive(request, context, name, tty=tty)
         stream = await streams.hijack(request, tty=tty)
         reader = asyncio.ensure_future(_drain_input(stream, cancelled))
         try:
@@ -190,6 +240,47 @@ async def attach(request: web.Request, context: DockerContext) -> web.StreamResp
         common.attached[name] -= 1
         if not common.attached[name]:
             del common.attached[name]
+
+
+async def _attach_interactive(
+    request: web.Request, context: DockerContext, name: str, *, tty: bool
+) -> web.StreamResponse:
+    common = shared(context)
+    slot = _Interactive(pump.Pipes(tty=tty, stdin=True))
+    common.interactive[name] = slot
+    stream = await streams.hijack(request, tty=tty)
+    try:
+        while slot.job is None:  # until started, or the container is gone
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(slot.started.wait(), 1.0)
+            if slot.job is None:
+                try:
+                    await _find(context, name)
+                except DockerError:
+                    return stream.response
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return stream.response
+
+        def tee(kind: int, data: bytes) -> None:
+            slot.log.write("stderr" if kind == streams.STDERR else "stdout", data)
+
+        await pump.pump(
+            stream,
+            slot.pipes,
+            slot.job,
+            write_input=lambda fd, data: context.call(pump.write_all, fd, data),
+            executor=context.executor,
+            tee=tee,
+        )
+    finally:
+        if common.interactive.get(name) is slot:
+            del common.interactive[name]
+        slot.pipes.close()
+        if slot.log is not None:
+            slot.log.close()
+        await stream.close()
+    return stream.response
 
 
 async def _drain_input(stream: Any, cancelled: threading.Event) -> None:
@@ -376,10 +467,7 @@ async def listing(request: web.Request, context: DockerContext) -> web.StreamRes
 def _inspect(context: DockerContext, ref: str) -> dict[str, Any]:
     state = store.find(context.engine, ref)
     extra = store.sidecar(context.engine, state.name)
-    health = None
-    if (extra.get("Config") or {}).get("Healthcheck"):
-        health = {"Status": "starting", "FailingStreak": 0, "Log": []}
-    document = views.inspect(state, extra, health)
+    document = views.inspect(state, extra)  # no State.Health: the engine runs no health check for these yet
     for network, endpoint in document["NetworkSettings"]["Networks"].items():
         if not endpoint.get("IPAddress"):
             continue

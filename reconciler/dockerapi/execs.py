@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import secrets
-import socket
-import struct
-import termios
 import time
 from typing import Any
 
 from aiohttp import web
 
-from reconciler.dockerapi import store, streams
+from reconciler.dockerapi import pump, store, streams
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, integer, json_body, json_response
 from reconciler.engine import errors
@@ -42,7 +38,7 @@ class Instance:
         self.exit_code: int | None = None
         self.pid = 0
         self.finished_at = 0.0
-        self.master: int | None = None  # the terminal's agent end, for resize
+        self.pipes: pump.Pipes | None = None  # while it runs attached (resize)
 
     def document(self) -> dict[str, Any]:
         argv = list(self.body.get("Cmd") or [])
@@ -127,58 +123,27 @@ async def start(request: web.Request, context: DockerContext) -> web.StreamRespo
         job.add_done_callback(lambda _: os.close(null))
         return web.Response(status=200)
     stream = await streams.hijack(request, tty=tty)
-    pipes = _Pipes(tty=tty, stdin=bool(instance.body.get("AttachStdin")))
-    instance.master = pipes.master
-    output: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-    open_outputs = set(pipes.outputs)
-
-    def readable(fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: the terminal's other side is closed
-            data = b""
-        if data:
-            output.put_nowait((pipes.outputs[fd], data))
-        else:
-            loop.remove_reader(fd)
-            open_outputs.discard(fd)
-            if not open_outputs:
-                output.put_nowait((-1, b""))
-
-    for fd in pipes.outputs:
-        loop.add_reader(fd, readable, fd)
+    pipes = pump.Pipes(tty=tty, stdin=bool(instance.body.get("AttachStdin")))
+    instance.pipes = pipes
 
     def work() -> None:
         try:
-            _run(context, instance, exec_request, pipes.container)
+            _run(context, instance, exec_request, pipes.process)
         finally:
-            pipes.close_container_ends()
+            pipes.close_process_ends()
 
     job = loop.run_in_executor(context.executor, work)
-    incoming = asyncio.ensure_future(_incoming(stream, pipes, context))
-    gone = False
     try:
-        while True:
-            kind, data = await output.get()
-            if kind < 0:
-                break
-            if gone:
-                continue
-            try:
-                await stream.write(streams.encode(kind, data, tty=tty))
-            except (ConnectionResetError, BrokenPipeError):
-                gone = True
-        await job
+        await pump.pump(
+            stream,
+            pipes,
+            job,
+            write_input=lambda fd, data: context.call(pump.write_all, fd, data),
+            executor=context.executor,
+        )
     finally:
-        for fd in list(open_outputs):
-            loop.remove_reader(fd)
-        incoming.cancel()
-        with contextlib.suppress(BaseException):
-            await incoming
         pipes.close()
-        instance.master = None
+        instance.pipes = None
         await stream.close()
     return stream.response
 
@@ -197,78 +162,6 @@ def _run(context: DockerContext, instance: Instance, request: ExecRequest, stdio
         instance.finished_at = time.monotonic()
 
 
-class _Pipes:
-    """The agent's and the command's ends of its stdio."""
-
-    def __init__(self, *, tty: bool, stdin: bool) -> None:
-        self.tty = tty
-        self.master: int | None = None
-        self.stdin: int | None = None
-        self._input: socket.socket | None = None
-        if tty:
-            self.master, slave = os.openpty()
-            self.container = Stdio(slave, slave, slave)
-            self.outputs = {self.master: streams.STDOUT}
-            self.stdin = self.master
-        else:
-            if stdin:
-                # a socket, not a pipe: the engine forks helpers that keep copies of every
-                # fd open at the time, so closing our end of a pipe would never reach the
-                # command as EOF; shutdown(SHUT_WR) does, whoever holds copies
-                ours, theirs = socket.socketpair()
-                self._input = ours
-                self.stdin = ours.fileno()
-                stdin_r = theirs.detach()
-            else:
-                stdin_r = os.open(os.devnull, os.O_RDONLY)
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            self.container = Stdio(stdin_r, out_w, err_w)
-            self.outputs = {out_r: streams.STDOUT, err_r: streams.STDERR}
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-
-    def close_container_ends(self) -> None:
-        for fd in set(self.container[:3]):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def close_input(self) -> None:
-        if self.tty:
-            with contextlib.suppress(OSError):
-                if self.master is not None:
-                    os.write(self.master, b"\x04")
-        elif self._input is not None:
-            with contextlib.suppress(OSError):
-                self._input.shutdown(socket.SHUT_WR)
-            self.stdin = None
-
-    def close(self) -> None:
-        if self._input is not None:
-            self._input.close()
-        for fd in self.outputs:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-async def _incoming(stream: Any, pipes: _Pipes, context: DockerContext) -> None:
-    """Raw input from the client; its end (or half-close) closes the command's stdin."""
-    while True:
-        data = await stream.read()
-        if not data:
-            pipes.close_input()
-            return
-        if pipes.stdin is not None:
-            await context.call(_write_all, pipes.stdin, data)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):  # the command closed its input: drop the rest
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
-
 async def inspect(request: web.Request, context: DockerContext) -> web.StreamResponse:
     return json_response(_instance(context, request.match_info["id"]).document())
 
@@ -276,9 +169,8 @@ async def inspect(request: web.Request, context: DockerContext) -> web.StreamRes
 async def resize(request: web.Request, context: DockerContext) -> web.StreamResponse:
     instance = _instance(context, request.match_info["id"])
     rows, cols = integer(request, "h", 0) or 0, integer(request, "w", 0) or 0
-    if instance.master is not None and rows > 0 and cols > 0:
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(instance.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    if instance.pipes is not None:
+        instance.pipes.resize(rows, cols)
     return web.Response(status=200)
 
 

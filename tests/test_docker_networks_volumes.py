@@ -361,3 +361,28 @@ def test_container_events_live_and_replayed(agent: Agent) -> None:
         "{{.Action}} {{.Actor.Attributes.name}}",
     )
     assert replayed.stdout.splitlines() == ["create ce-two", "start ce-two", "die ce-two"], replayed.stdout
+
+
+@needs_docker
+def test_prune_filters_until_and_label(agent: Agent, tmp_path: Path) -> None:
+    image = agent.image()
+    assert docker(agent, "network", "create", "--label", "keep=no", "pf-a").returncode == 0
+    assert docker(agent, "network", "create", "pf-b").returncode == 0
+    kept = docker(agent, "network", "prune", "-f", "--filter", "until=1h")  # both younger than an hour
+    assert kept.returncode == 0 and "pf-" not in kept.stdout, kept.stdout + kept.stderr
+    labelled = docker(agent, "network", "prune", "-f", "--filter", "label=keep=no")
+    assert labelled.returncode == 0 and "pf-a" in labelled.stdout and "pf-b" not in labelled.stdout
+    assert "pf-b" in docker(agent, "network", "prune", "-f", "--filter", "until=0s").stdout
+
+    directory = tmp_path / "context"
+    directory.mkdir()
+    (directory / "Containerfile").write_text(f"FROM {image}\nLABEL purpose=scratch\n")
+    built = docker(agent, "build", "-q", "-t", "pf/labelled:1", "-f", str(directory / "Containerfile"), str(directory))
+    assert built.returncode == 0, built.stderr
+    young = docker(agent, "image", "prune", "-a", "-f", "--filter", "until=1h")
+    assert young.returncode == 0 and "untagged" not in young.stdout, young.stdout + young.stderr
+    by_label = docker(agent, "image", "prune", "-a", "-f", "--filter", "label=purpose=scratch")
+    assert by_label.returncode == 0 and "untagged: pf/labelled:1" in by_label.stdout, by_label.stdout
+    assert docker(agent, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [image]
+    bad = docker(agent, "image", "prune", "-a", "-f", "--filter", "until=yesterday")
+    assert bad.returncode == 1 and "invalid until filter" in bad.stderr

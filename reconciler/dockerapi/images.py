@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -687,18 +688,69 @@ async def load_images(request: web.Request, context: DockerContext) -> web.Strea
     return web.Response(body=body, content_type="application/json")
 
 
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def until_filter(values: list[str]) -> float | None:
+    """Prune's ``until``: a Go duration before now (``24h``, ``1h30m``), unix seconds
+    or an RFC 3339 time; the earliest of several. None without one."""
+    found = []
+    for value in values:
+        if _DURATION.match(value):
+            found.append(time.time() - sum(float(n) * _UNIT[unit] for n, unit in _DURATION_PART.findall(value)))
+            continue
+        try:
+            found.append(float(value))
+            continue
+        except ValueError:
+            pass
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise DockerError(
+                400, f"invalid until filter {value!r}: a duration (24h), unix seconds or a time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        found.append(moment.timestamp())
+    return min(found) if found else None
+
+
 def _prune(engine: Engine, wanted: dict[str, list[str]]) -> dict[str, Any]:
-    unsupported = set(wanted) - {"dangling"}
+    """Collect what no tag reaches; with ``dangling=false`` (``-a``) first untag every
+    image no container uses, those created before ``until`` and with the ``label``s
+    only, when given."""
+    unsupported = set(wanted) - {"dangling", "until", "label"}
     if unsupported:
         raise DockerError(400, f"image prune: filter {sorted(unsupported)[0]!r} is not supported")
     dangling = wanted.get("dangling", ["true"])
     everything = bool(dangling) and dangling[0].lower() in ("false", "0")
-    before = {item["Id"] for item in _summaries(engine)}
+    until = until_filter(wanted.get("until", []))
+    labels = wanted.get("label", [])
+    summaries = _summaries(engine)
+    before = {item["Id"] for item in summaries}
+    untagged: list[str] = []
+    freed = 0
+    if everything and (until is not None or labels):
+        used = {str(row.get("image_id") or "") for row in engine.containers.list(all=True)}
+        for item in summaries:
+            if item["Id"] in used or (until is not None and item["Created"] >= until):
+                continue
+            if labels and not _label_matches(item["Labels"] or {}, labels):
+                continue
+            for tag in item["RepoTags"]:
+                with contextlib.suppress(errors.NotFound, errors.Conflict):  # gone, or used meanwhile
+                    removed = engine.images.remove(tag)
+                    untagged += removed["untagged"]
+                    freed += removed["bytes_freed"]
+        everything = False
     result = engine.images.prune(all=everything)
     after = {item["Id"] for item in _summaries(engine)}
-    deleted: list[dict[str, str]] = [{"Untagged": familiar(tag)} for tag in result["untagged"]]
+    deleted: list[dict[str, str]] = [{"Untagged": familiar(tag)} for tag in untagged + result["untagged"]]
     deleted += [{"Deleted": ident} for ident in sorted(before - after)]
-    return {"ImagesDeleted": deleted or None, "SpaceReclaimed": result["bytes_freed"]}
+    return {"ImagesDeleted": deleted or None, "SpaceReclaimed": freed + result["bytes_freed"]}
 
 
 async def prune_images(request: web.Request, context: DockerContext) -> web.StreamResponse:

@@ -280,13 +280,20 @@ async def disconnect(request: web.Request, context: DockerContext) -> web.Stream
 
 
 def _prune(context: DockerContext, wanted: dict[str, list[str]]) -> dict[str, Any]:
+    """Every network no container is attached to (``until``: made before then; ``label``: with those)."""
+    from reconciler.dockerapi.images import until_filter
+
     engine = context.engine
-    unsupported = set(wanted) - {"label"}
+    unsupported = set(wanted) - {"label", "until"}
     if unsupported:
         raise DockerError(400, f"network prune: filter {sorted(unsupported)[0]!r} is not supported")
+    until = until_filter(wanted.get("until", []))
+    created = {summary["name"]: summary["created"] for summary in engine.networks.list()}
     removed = []
     for doc in all_networks(engine):
-        if doc["Name"] in PREDEFINED or doc["Containers"] or not _matches(doc, wanted):
+        if doc["Name"] in PREDEFINED or doc["Containers"] or not _matches(doc, {"label": wanted.get("label", [])}):
+            continue
+        if until is not None and created.get(doc["Name"], 0.0) >= until:
             continue
         try:
             engine.networks.remove(doc["Name"])

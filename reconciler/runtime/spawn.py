@@ -280,7 +280,16 @@ def _join_netns(config: Config) -> None:
 
 
 def _outer_child(config: Config, cgroup: Cgroup | None, report: int, stdio: tuple[int, int, int]) -> int:
-    """Joins the cgroup, unshares, forks pid 1 of the new namespace and waits for it."""
+    """Joins the cgroup, unshares, forks pid 1 of the new namespace and waits for it.
+
+    It keeps the container's stdio and the report pipe only: a fork of a busy engine
+    (the agent) holds everything the engine had open at that moment, such as the
+    write end of this container's own stdin, which would then never see its end of
+    file while the container lives, and the agent's listening sockets."""
+    _redirect(stdio)
+    os.closerange(3, report)
+    os.closerange(report + 1, MAX_FD)
+    stdio = (0, 1, 2)
     if cgroup is not None:
         cgroup.add(os.getpid())
     _join_netns(config)

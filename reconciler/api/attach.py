@@ -5,7 +5,9 @@ agent: their output goes out as STDOUT/STDERR frames as it comes, STDIN frames a
 written to its input, SIGNAL frames are delivered with ``kill`` (Ctrl-C on the client
 stops the container as ``docker run`` does), RESIZE frames set the terminal's size.
 The engine's ``run``/``exec`` runs in a worker thread with the container as the
-agent's child; when it returns, the output is drained and the EXIT frame sent.
+agent's child; when the exit is final (``Stdio.exited``: for ``run --rm`` before the
+container's files are deleted) or the call returns, the output is drained and the
+EXIT frame sent.
 
 A client that goes away does not stop the container (as with ``docker run``): its
 output is drained and dropped until it exits, and it stays in ``ps -a``.
@@ -20,6 +22,7 @@ import json
 import os
 import struct
 import termios
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -88,9 +91,15 @@ class _Pipes:
             self.outputs = {out_r: framing.STDOUT, err_r: framing.STDERR}
         for fd in self.outputs:
             os.set_blocking(fd, False)
+        self._container_ends: tuple[int, ...] = tuple(set(self.container[:3]))
+        self._closing = threading.Lock()
 
     def close_container_ends(self) -> None:
-        for fd in set(self.container):
+        """Once only (a second close could hit a descriptor reused meanwhile): when
+        the container's exit is final, or when the engine's call returns."""
+        with self._closing:
+            ends, self._container_ends = self._container_ends, ()
+        for fd in ends:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -140,10 +149,17 @@ async def _attached(
 
     for fd in pipes.outputs:
         loop.add_reader(fd, readable, fd)
+    exit_code: asyncio.Future[int] = loop.create_future()
+
+    def exited(code: int) -> None:
+        # in the worker thread, the exit final (a --rm container out of sight): its
+        # output ends here, and the client hears the code before the cleanup is done
+        pipes.close_container_ends()
+        loop.call_soon_threadsafe(_settle, exit_code, code)
 
     def work() -> Any:
         try:
-            return start(pipes.container)
+            return start(pipes.container._replace(exited=exited))
         finally:
             pipes.close_container_ends()  # the container has its own copies now (or never started)
 
@@ -161,11 +177,15 @@ async def _attached(
                 await stream.write(framing.pack(stream_id, data))
             except (ConnectionResetError, BrokenPipeError):
                 client_gone = True
-        try:
-            result = await job
-            final: dict[str, Any] = {"exit_code": int(result["exit_code"])}
-        except errors.EngineError as exc:
-            final = {"error": exc.to_wire()}
+        await asyncio.wait((exit_code, job), return_when=asyncio.FIRST_COMPLETED)
+        final: dict[str, Any]
+        if exit_code.done():  # the engine's call may still be cleaning up (run --rm)
+            final = {"exit_code": exit_code.result()}
+        else:
+            try:
+                final = {"exit_code": int((await job)["exit_code"])}
+            except errors.EngineError as exc:
+                final = {"error": exc.to_wire()}
         if not client_gone:
             with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                 await stream.write(framing.pack(framing.EXIT, json.dumps(final).encode()))
@@ -178,10 +198,16 @@ async def _attached(
         if not job.done():
             # cancelled (the agent is stopping): the container runs on; its output
             # pipes are closed under it, as a killed docker run leaves its container
-            job.add_done_callback(lambda _: None)
+            # (or, after a --rm exit was sent, still cleaning up): its result is nobody's
+            job.add_done_callback(lambda done: done.cancelled() or done.exception())
         pipes.close()
         await stream.close()
     return stream.response
+
+
+def _settle(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 async def _incoming(stream: Hijacked, pipes: _Pipes, context: Context, name: str) -> None:

@@ -419,7 +419,15 @@ def make(wiring: "Wiring", name: str, blueprint: Blueprint, *, record: dict[str,
             source = {"name": blueprint.image, "id": stored.id, "manifest": stored.manifest_digest}
             # the owner from the start: a pass killed before recording it still knows it made it
             extra = {**made, **(record or {}), **({"labels": blueprint.labels} if blueprint.labels else {})}
-            state = runtime.create(name, config, blueprint.limits, image=source, stop_signal=stop_signal, record=extra)
+            state = runtime.create(
+                name,
+                config,
+                blueprint.limits,
+                image=source,
+                stop_signal=stop_signal,
+                record=extra,
+                netns_handle=bool(blueprint.networks),  # only a network to wire needs it before the start
+            )
         if blueprint.networks:
             state.spec.update(_attach(wiring, name, directory, hostname, blueprint))
     except BaseException:

@@ -111,17 +111,34 @@ class Containers:
 
     def _attached(self, name: str, spec: dict[str, Any], stdio: Stdio, *, remove: bool) -> int:
         runtime = self._runtime()
+        released = False
+
+        def release() -> None:
+            with self._hold(name):
+                if runtime.store.read(name) is None:  # not if someone else made it meanwhile
+                    setup.release(self._wiring, name, spec, anonymous_volumes=True)
+
+        def exited(code: int) -> None:
+            # with --rm the container is out of sight now: what it held outside its
+            # directory goes before the caller hears the exit, its files after
+            nonlocal released
+            if remove:
+                released = True
+                release()
+            if stdio.exited is not None:
+                stdio.exited(code)
+
         try:
             with setup.translated(exit_code=125):
                 setup.filled(self._wiring, spec)  # the copy happens before the process runs
-                return runtime.run(name, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr, remove=remove)
+                return runtime.run(
+                    name, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr, remove=remove, exited=exited
+                )
         finally:
-            if remove:
-                with self._hold(name):
-                    with contextlib.suppress(Exception):  # gone already unless it never started
-                        runtime.delete(name)
-                    if runtime.store.read(name) is None:  # not if someone else started it meanwhile
-                        setup.release(self._wiring, name, spec, anonymous_volumes=True)
+            if remove and not released:  # it never ran, or failed before its exit was recorded
+                with self._hold(name), contextlib.suppress(Exception):  # gone already unless it never started
+                    runtime.delete(name)
+                release()
 
     # --- the reconcile loop's ----------------------------------------------------
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler.runtime import cgroups, netns, process, spawn
@@ -88,13 +88,18 @@ class Runtime:
         image: dict[str, str] | None = None,
         stop_signal: str | None = None,
         record: dict[str, Any] | None = None,
+        netns_handle: bool = True,
     ) -> ContainerState:
         """Record a container to start later; ``name`` may have been ``reserve``d.
         ``image`` is what it was made from (``name``, ``id``, ``manifest``), kept so
         an image in use is never pruned and ``inspect`` can say which it is.
         ``stop_signal`` (``SIGQUIT``, ``15``) is what ``stop`` sends first: the
         spec's, else the image's STOPSIGNAL, else SIGTERM. ``record`` is added to the
-        spec as it is (the engine's ``owner``, ``labels``, ...), in the same write."""
+        spec as it is (the engine's ``owner``, ``labels``, ...), in the same write.
+        ``netns_handle``: make the network namespace now, held at ``NAME/netns``, for
+        the network layer to wire before the process starts; without it (a container
+        on no network, loopback only, as ``--network none``) each start makes its own
+        namespace, which saves a helper process per container (about 9 ms)."""
         stop = signal_number(stop_signal or "SIGTERM")
         state = self.store.read(name)
         if state is None:
@@ -102,7 +107,7 @@ class Runtime:
             state = ContainerState(name=name)
         elif state.spec:
             raise ContainerConflict(f"container {name!r} already exists")
-        if "net" not in config.host_namespaces and config.netns is None:
+        if netns_handle and "net" not in config.host_namespaces and config.netns is None:
             # made before the process, so the network layer can wire it first
             handle = self.store.path(name, "netns")
             netns.remove(handle)  # a create killed half-way may have left one
@@ -168,10 +173,21 @@ class Runtime:
         self._reap(name)
         return state
 
-    def run(self, name: str, *, stdin: int = 0, stdout: int = 1, stderr: int = 2, remove: bool = False) -> int:
+    def run(
+        self,
+        name: str,
+        *,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        remove: bool = False,
+        exited: Callable[[int], None] | None = None,
+    ) -> int:
         """Start ``name`` with this process as its parent, wait, record the exit: the
         path of ``run`` without ``-d``. No monitor is needed while we wait; if this
-        process is killed, the container runs on and ``inspect`` finds it."""
+        process is killed, the container runs on and ``inspect`` finds it.
+        ``exited`` hears the exit code once it is final (recorded, or with ``remove``
+        the container out of sight), before the removal's file deletion."""
         state = self._startable(name)
         group = self._cgroup(name)
         try:
@@ -201,9 +217,15 @@ class Runtime:
         state.oom_killed = self._reap(name)
         state.status, state.exit_code, state.finished_at = "exited", code, time.time()
         if remove:
-            self._forget(name)
+            netns.remove(self.store.path(name, "netns"))
+            retired = self.store.retire(name)
+            if exited is not None:
+                exited(code)
+            self.store.delete_retired(retired)
         else:
             self.store.write(state)
+            if exited is not None:
+                exited(code)
         return code
 
     def _record_failure(self, state: ContainerState, exc: BaseException, *, remove: bool = False) -> None:

@@ -7,6 +7,7 @@ later engine process read and write the same file, so a container is found again
 
 from __future__ import annotations
 
+import contextlib
 import json
 import marshal
 import os
@@ -137,6 +138,9 @@ class StateStore:
             self._cache.pop(gone, None)
         states = []
         for name in names:  # names from listdir: no slashes, a plain join is the same path
+            if name.startswith("."):  # retired: being deleted (or left by a process killed doing it)
+                self._sweep(name)
+                continue
             document = self._document(name, f"{self.directory}/{name}/state.json")
             if document is not None:
                 states.append(ContainerState(**document))
@@ -173,10 +177,38 @@ class StateStore:
 
     def names(self) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.directory) if os.path.exists(self.path(n, "state.json")))
+            names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
+        return sorted(n for n in names if not n.startswith(".") and os.path.exists(self.path(n, "state.json")))
+
+    def _sweep(self, retired: str) -> None:
+        """Delete a retired directory that a killed process left (older than a minute;
+        a younger one is being deleted right now)."""
+        path = os.path.join(self.directory, retired)
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(path).st_ctime > 60:  # the rename set ctime
+                shutil.rmtree(path, ignore_errors=True)
 
     def remove(self, name: str) -> None:
-        shutil.rmtree(self.path(name), ignore_errors=True)
+        self.delete_retired(self.retire(name))
+
+    def retire(self, name: str) -> str:
+        """Take ``name``'s directory out of sight in one rename (listings no longer see
+        it, the name is free for a new container); the path to ``delete_retired``
+        later. Its files may take milliseconds to delete, which an attached
+        ``run --rm`` does after reporting the exit."""
         self._cache.pop(name, None)
+        retired = os.path.join(self.directory, f".removed-{name}-{os.urandom(4).hex()}")
+        try:
+            os.rename(self.path(name), retired)
+        except FileNotFoundError:
+            return ""
+        with contextlib.suppress(FileNotFoundError):  # no reader of the directory takes it for a container
+            os.unlink(os.path.join(retired, "state.json"))
+        return retired
+
+    @staticmethod
+    def delete_retired(path: str) -> None:
+        if path:
+            shutil.rmtree(path, ignore_errors=True)

@@ -405,6 +405,8 @@ class LocalVolumes:
         except FileNotFoundError:
             return
         for directory in directories:
+            if directory.startswith("."):
+                continue  # a removed container's directory, being deleted
             try:
                 with open(os.path.join(self.containers, directory, "state.json")) as handle:
                     state = json.load(handle)

@@ -6,7 +6,7 @@ string annotation into a ForwardRef, compiling it, which made importing this mod
 """
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple, NotRequired, Protocol, Required, TypedDict
 
 NamespaceMode = Literal["private", "host"]
@@ -72,16 +72,6 @@ class PortSummary(TypedDict):
     protocol: str  # tcp, udp
 
 
-class MountSummary(TypedDict):
-    """One of the container's own mounts (``-v``, ``--tmpfs``)."""
-
-    type: str  # bind, volume, tmpfs
-    name: str  # the volume's; "" for the others
-    source: str
-    destination: str
-    read_only: bool
-
-
 class ContainerSummary(TypedDict):
     """One row of ``ps``. The fields after ``stack`` are what ``ps``'s columns, filters
     and ``--format`` need; an older agent may not send them."""
@@ -100,7 +90,7 @@ class ContainerSummary(TypedDict):
     labels: NotRequired[dict[str, str]]
     ports: NotRequired[list[PortSummary]]
     networks: NotRequired[list[str]]
-    mounts: NotRequired[list[MountSummary]]
+    mounts: NotRequired[list[str]]  # as run -v writes them: NAME:/dest (a volume), /source:/dest, then :ro
 
 
 class LogEntry(TypedDict):
@@ -126,11 +116,17 @@ class WaitResult(TypedDict):
 class Stdio(NamedTuple):
     """File descriptors an attached ``run`` or ``exec`` reads and writes: the caller's
     own (a terminal, or pipes). In-process they go to the container as they are;
-    through an agent the client pumps them over an upgraded connection."""
+    through an agent the client pumps them over an upgraded connection.
+
+    ``exited`` hears an attached ``run``'s exit code as soon as it is final, before
+    ``--rm``'s cleanup (the directory is already out of sight and the name free,
+    its files are deleted afterwards): the agent sends the exit to its client then,
+    so a removal never delays the answer. The fds are the first three fields."""
 
     stdin: int = 0
     stdout: int = 1
     stderr: int = 2
+    exited: Callable[[int], None] | None = None
 
 
 class ContainersAPI(Protocol):

@@ -143,8 +143,7 @@ def test_the_default_table_is_the_default_template() -> None:
 
 def test_filters() -> None:
     web, db = summary(), summary(name="db", status="exited", exit_code=2, labels={}, networks=[], image="other:2")
-    volume = {"type": "volume", "name": "data", "source": "/r/volumes/data/_data", "destination": "/d", "read_only": 0}
-    db["mounts"] = [volume]  # type: ignore[list-item]
+    db["mounts"] = ["data:/d", "/srv:/s:ro"]
 
     def chosen(*texts: str) -> list[str]:
         filters = container_rows.parse_filters(texts)
@@ -158,6 +157,9 @@ def test_filters() -> None:
     assert chosen("ancestor=busybox:1") == ["web"] and chosen("ancestor=abababab") == ["web", "db"]
     assert chosen("ancestor=docker.io/library/other:2") == ["db"]
     assert chosen("exited=2") == ["db"] and chosen("network=front") == ["web"] and chosen("volume=data") == ["db"]
+    assert chosen("volume=/s") == ["db"] and chosen("volume=/srv") == ["db"] and chosen("volume=nope") == []
+    assert container_rows.FIELDS["LocalVolumes"](db, True, NOW) == "1"
+    assert container_rows.FIELDS["Mounts"](db, True, NOW) == "data,/srv"
     assert chosen("id=we") == ["web"]
     assert container_rows.needs_all(container_rows.parse_filters(["status=created"]))
     for bad in ("nokey", "colour=red", "status=sleeping", "exited=x", "name=(("):

@@ -186,8 +186,13 @@ def _command(summary: ContainerSummary, trunc: bool, now: float = 0.0) -> str:
 
 
 def _mounts(summary: ContainerSummary, trunc: bool, now: float = 0.0) -> str:
-    names = [m["name"] or m["source"] for m in summary.get("mounts") or [] if m["type"] != "tmpfs"]
+    names = [text.partition(":")[0] for text in summary.get("mounts") or []]
     return ",".join(ellipsis(n, 15) if trunc else n for n in names)
+
+
+def _volumes(summary: ContainerSummary) -> list[str]:
+    """The volumes' names (a bind's source starts with ``/``, a volume's name never)."""
+    return [name for name, _, _ in (t.partition(":") for t in summary.get("mounts") or []) if not name.startswith("/")]
 
 
 #: The fields of a row: (summary, trunc, now) → text.
@@ -204,7 +209,7 @@ FIELDS: dict[str, Callable[[ContainerSummary, bool, float], str]] = {
     "Size": lambda s, trunc, now: "0B",
     "Labels": lambda s, trunc, now: ",".join(f"{k}={v}" for k, v in sorted((s.get("labels") or {}).items())),
     "Mounts": _mounts,
-    "LocalVolumes": lambda s, trunc, now: str(sum(m["type"] == "volume" for m in s.get("mounts") or [])),
+    "LocalVolumes": lambda s, trunc, now: str(len(_volumes(s))),
     "Networks": lambda s, trunc, now: ",".join(s.get("networks") or []),
 }
 
@@ -346,7 +351,7 @@ def _one(row: ContainerSummary, key: str, value: str) -> bool:
     if key == "network":
         return value in (row.get("networks") or [])
     if key == "volume":
-        return any(value in (m["name"], m["destination"]) for m in row.get("mounts") or [] if m["type"] != "tmpfs")
+        return any(value in text.split(":")[:2] for text in row.get("mounts") or [])
     return False
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from reconciler.engine.models.containers import ContainerSummary, MountSummary, PortSummary
+from reconciler.engine.models.containers import ContainerSummary, PortSummary
 
 if TYPE_CHECKING:
     from reconciler.runtime.state import ContainerState
@@ -53,7 +53,7 @@ def summary(state: ContainerState) -> ContainerSummary:
         "labels": dict(spec.get("labels") or {}),
         "ports": ports(spec),
         "networks": [e["network"] for e in spec.get("networks") or []],
-        "mounts": mounts(spec),
+        "mounts": mount_texts(spec),
     }
 
 
@@ -83,33 +83,70 @@ def _container_dir(config: Mapping[str, Any]) -> str:
     return os.path.dirname(rootfs) if rootfs else ""
 
 
-def mounts(spec: Mapping[str, Any]) -> list[MountSummary]:
+class _Mount:
+    """One mount of the container's own (a plain slotted class: a NamedTuple's class
+    costs every ``ps`` about a millisecond to build at import)."""
+
+    __slots__ = ("destination", "kind", "name", "read_only", "source")
+
+    def __init__(self, kind: str, name: str, source: str, destination: str, read_only: bool) -> None:
+        self.kind = kind  # bind, volume, tmpfs
+        self.name = name  # the volume's; "" for the others
+        self.source, self.destination, self.read_only = source, destination, read_only
+
+
+def _places(config: Mapping[str, Any]) -> tuple[str, str]:
+    """Where the container's own files (``ROOT/containers/NAME/etc/``) and the volumes
+    (``ROOT/volumes/``) are, from its rootfs's path; plain string work, no ``os.path``:
+    every listing asks it of every container."""
+    rootfs = config.get("rootfs") or ""
+    directory = rootfs[: rootfs.rfind("/")] if "/" in rootfs else ""  # ROOT/containers/NAME
+    etc = f"{directory}/etc/" if directory else "\0"
+    volumes = directory.rsplit("/", 2)[0] + "/volumes/" if directory.count("/") >= 2 else "\0"
+    return etc, volumes
+
+
+def _volume_name(source: str, volumes: str) -> str:
+    """The volume whose directory ``source`` is (``ROOT/volumes/NAME/_data``), else ""."""
+    if source.startswith(volumes) and source.endswith("/_data"):
+        name = source[len(volumes) : -len("/_data")]
+        if "/" not in name:
+            return name
+    return ""
+
+
+def mounts(spec: Mapping[str, Any]) -> list[_Mount]:
     """The container's own mounts (``-v``, ``--tmpfs``), not the files the engine binds
-    into every container. A bind whose source is a volume's directory
-    (``ROOT/volumes/NAME/_data``) is that volume."""
+    into every container (its ``etc/``). A bind of a volume's directory is that volume."""
     config = spec.get("config") or {}
-    directory = _container_dir(config)
-    volumes = os.path.join(os.path.dirname(os.path.dirname(directory)), "volumes") + "/" if directory else ""
-    found: list[MountSummary] = []
-    for mount in config.get("mounts") or []:
+    etc, volumes = _places(config)
+    found = []
+    for mount in config.get("mounts") or ():
         target, source = mount.get("target", ""), mount.get("source", "")
-        if target in _ETC_FILES and directory and source == f"{directory}/etc/{os.path.basename(target)}":
+        if target in _ETC_FILES and source.startswith(etc):
             continue
-        kind, name = mount.get("type", "bind"), ""
-        if kind == "bind" and volumes and source.startswith(volumes) and source.endswith("/_data"):
-            volume = source[len(volumes) : -len("/_data")]
-            if volume and "/" not in volume:
-                kind, name = "volume", volume
-        found.append(
-            {
-                "type": kind,
-                "name": name,
-                "source": source,
-                "destination": target,
-                "read_only": bool(mount.get("read_only")),
-            }
-        )
+        kind = mount.get("type", "bind")
+        name = _volume_name(source, volumes) if kind == "bind" else ""
+        found.append(_Mount("volume" if name else kind, name, source, target, bool(mount.get("read_only"))))
     return found
+
+
+def mount_texts(spec: Mapping[str, Any]) -> list[str]:
+    """The summary's mounts, as ``run -v`` writes them: ``NAME:/dest`` for a volume,
+    ``/source:/dest`` for a bind, ``:ro`` when read-only; tmpfs left out (compact: a
+    listing sends one per mount of every container)."""
+    config = spec.get("config") or {}
+    entries = config.get("mounts")
+    if not entries:
+        return []
+    etc, volumes = _places(config)
+    texts = []
+    for mount in entries:
+        target, source = mount.get("target", ""), mount.get("source", "")
+        if mount.get("type") != "bind" or (target in _ETC_FILES and source.startswith(etc)):
+            continue
+        texts.append(f"{_volume_name(source, volumes) or source}:{target}{':ro' if mount.get('read_only') else ''}")
+    return texts
 
 
 def _iso(timestamp: float | None) -> str:
@@ -127,38 +164,38 @@ def port_map(spec: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
     return bindings
 
 
-def _docker_mount(mount: MountSummary) -> dict[str, Any]:
+def _docker_mount(mount: _Mount) -> dict[str, Any]:
     """One entry of Docker's ``Mounts``: ``Name`` and ``Driver`` for volumes only."""
-    if mount["type"] == "volume":
+    if mount.kind == "volume":
         return {
             "Type": "volume",
-            "Name": mount["name"],
-            "Source": mount["source"],
-            "Destination": mount["destination"],
+            "Name": mount.name,
+            "Source": mount.source,
+            "Destination": mount.destination,
             "Driver": "local",
-            "Mode": "ro" if mount["read_only"] else "z",
-            "RW": not mount["read_only"],
+            "Mode": "ro" if mount.read_only else "z",
+            "RW": not mount.read_only,
             "Propagation": "",
         }
     return {
-        "Type": mount["type"],
-        "Source": mount["source"],
-        "Destination": mount["destination"],
-        "Mode": "ro" if mount["read_only"] else "",
-        "RW": not mount["read_only"],
-        "Propagation": "rprivate" if mount["type"] == "bind" else "",
+        "Type": mount.kind,
+        "Source": mount.source,
+        "Destination": mount.destination,
+        "Mode": "ro" if mount.read_only else "",
+        "RW": not mount.read_only,
+        "Propagation": "rprivate" if mount.kind == "bind" else "",
     }
 
 
-def _binds(found: list[MountSummary]) -> list[str] | None:
+def _binds(found: list[_Mount]) -> list[str] | None:
     """``HostConfig.Binds`` as ``docker run -v`` wrote them: ``SOURCE:DEST[:ro]``, a
     volume by its name (anonymous volumes, named by 64 hex digits, are not binds)."""
     binds = []
     for mount in found:
-        if mount["type"] == "tmpfs" or (mount["type"] == "volume" and _anonymous(mount["name"])):
+        if mount.kind == "tmpfs" or (mount.kind == "volume" and _anonymous(mount.name)):
             continue
-        source = mount["name"] if mount["type"] == "volume" else mount["source"]
-        binds.append(f"{source}:{mount['destination']}{':ro' if mount['read_only'] else ''}")
+        source = mount.name if mount.kind == "volume" else mount.source
+        binds.append(f"{source}:{mount.destination}{':ro' if mount.read_only else ''}")
     return binds or None
 
 
@@ -288,7 +325,7 @@ def inspect_document(state: ContainerState, details: Mapping[str, Mapping[str, A
         "RestartCount": state.restart_count,
         "Driver": "overlay2" if config.get("overlay") else "",
         "Platform": "linux",
-        "Mounts": [_docker_mount(m) for m in found if m["type"] != "tmpfs"],
+        "Mounts": [_docker_mount(m) for m in found if m.kind != "tmpfs"],
         "Config": {
             "Hostname": config.get("hostname") or "",
             "User": f"{config.get('uid', 0)}:{config.get('gid', 0)}",

@@ -165,6 +165,8 @@ def test_images_tag_inspect_history_and_rmi(agent: Agent) -> None:
     in_use = docker(agent, "rmi", "busybox:local")
     assert in_use.returncode == 1 and "is used by a container" in in_use.stderr, in_use.stderr
     assert docker(agent, "rm", "di-user").returncode == 0
+    searched = docker(agent, "search", "busybox")
+    assert searched.returncode == 1 and "not implemented: searching a registry" in searched.stderr, searched.stderr
     missing = docker(agent, "rmi", "nosuch:1")
     assert missing.returncode == 1 and "No such image: nosuch:1" in missing.stderr
     assert docker(agent, "images", "-q").stdout.split() == short.stdout.split()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from reconciler.dockerapi.context import DockerContext, Routes
-from reconciler.dockerapi.errors import DockerError, boolean, filters, json_response
+from reconciler.dockerapi.errors import DockerError, boolean, filters, json_response, not_implemented
 from reconciler.dockerapi.events import emit as emit_event
 from reconciler.engine import errors
 from reconciler.model.reference import Reference, parse_reference
@@ -758,8 +758,18 @@ async def prune_images(request: web.Request, context: DockerContext) -> web.Stre
     return json_response(await context.call(_prune, context.engine, wanted))
 
 
+async def search(request: web.Request, context: DockerContext) -> web.StreamResponse:
+    raise not_implemented("searching a registry (docker search)")
+
+
+async def distribution(request: web.Request, context: DockerContext) -> web.StreamResponse:
+    raise not_implemented("registry manifest lookups (GET /distribution/{name}/json)")
+
+
 ROUTES: Routes = [
     ("GET", "/images/json", list_images),
+    ("GET", "/images/search", search),
+    ("GET", "/distribution/{name:.+}/json", distribution),
     ("POST", "/images/create", create_image),
     ("GET", "/images/get", save_images),
     ("POST", "/images/load", load_images),

@@ -108,6 +108,15 @@ def test_row_fields_commands_ports_and_ids() -> None:
     assert sorted(row.as_json()) == sorted(container_rows.HEADERS.keys() - {"Label"})
 
 
+def test_messages_name_images_as_docker_does() -> None:
+    from reconciler.cli import container_commands
+
+    assert container_commands._familiar("busybox") == "busybox:latest"
+    assert container_commands._familiar("127.0.0.1:5000/team/app") == "127.0.0.1:5000/team/app:latest"
+    assert container_commands._familiar("app:1") == "app:1"
+    assert container_commands._familiar("a@sha256:ab") == "a@sha256:ab"
+
+
 def test_summary_id_prefers_the_engines_id() -> None:
     assert container_view.summary_id(summary()) == "web"
     assert container_view.summary_id(summary(id="f" * 64)) == "f" * 64

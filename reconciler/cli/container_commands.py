@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.pull != "missing" or not _no_such_image(exc):
                     raise
             if not args.quiet:
-                print(f"Unable to find image '{args.image}' locally", file=sys.stderr, flush=True)
+                print(f"Unable to find image '{_familiar(args.image)}' locally", file=sys.stderr, flush=True)
             _pull(engine, args.image, quiet=args.quiet)
             return _run(engine, request, args)
     except errors.EngineError as exc:
@@ -80,6 +80,12 @@ def _run(engine: EngineAPI, request: RunRequest, args: argparse.Namespace) -> in
         return cli.EXIT_OK
     with _stdio(engine, tty=args.tty, interactive=args.interactive) as stdio:
         return containers.run(request, stdio)["exit_code"]
+
+
+def _familiar(reference: str) -> str:
+    """``busybox`` as docker names it in messages: ``busybox:latest``."""
+    last = reference.rsplit("/", 1)[-1]
+    return reference if ":" in last or "@" in last else f"{reference}:latest"
 
 
 def _no_such_image(exc: errors.NotFound) -> bool:

@@ -129,6 +129,19 @@ def test_networks_with_the_docker_cli(agent: Agent) -> None:
     missing = docker(agent, "network", "inspect", "dn-nosuch")
     assert missing.returncode == 1 and "network dn-nosuch not found" in missing.stderr
 
+    image = agent.image()
+    ran = docker(agent, "run", "-d", "--name", "dn-web", "--network", "dn-front", image, "sleep", "60")
+    assert ran.returncode == 0, ran.stderr
+    container = json.loads(docker(agent, "inspect", "dn-web").stdout)[0]
+    address = container["NetworkSettings"]["Networks"]["dn-front"]["IPAddress"]
+    attached = json.loads(docker(agent, "network", "inspect", "dn-front").stdout)[0]["Containers"]
+    assert list(attached) == [container["Id"]]
+    assert attached[container["Id"]]["Name"] == "dn-web"
+    assert attached[container["Id"]]["IPv4Address"] == f"{address}/24"
+    busy = docker(agent, "network", "rm", "dn-front")
+    assert busy.returncode == 1 and "error while removing network" in busy.stderr, busy.stderr
+    assert docker(agent, "rm", "-f", "dn-web").returncode == 0
+
     assert docker(agent, "network", "rm", "dn-front").stdout == "dn-front\n"
     pruned = docker(agent, "network", "prune", "-f")
     assert pruned.returncode == 0 and "dn-back" in pruned.stdout, pruned.stderr

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, not_implemented
+from reconciler.dockerapi.events import emit as emit_event
 from reconciler.dockerapi.images import Emit, familiar, spool_body, stream_lines, with_tag
 from reconciler.model.reference import parse_reference
 
@@ -177,6 +178,8 @@ async def build(request: web.Request, context: DockerContext) -> web.StreamRespo
                 progress=progress,
             )
             image_id = result["id"]
+            for tag in tags:
+                emit_event(context, "image", "tag", image_id, {"name": tag})
             emit({"aux": {"ID": image_id}})
             if quiet:
                 emit({"stream": f"{image_id}\n"})

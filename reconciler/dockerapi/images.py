@@ -604,6 +604,7 @@ async def _import(request: web.Request, context: DockerContext) -> web.StreamRes
         summary = await context.call(context.engine.images.import_tarball, path, reference)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    emit_event(context, "image", "import", summary["id"], {"name": reference or summary["id"]})
     return json_response({"status": summary["id"]})
 
 

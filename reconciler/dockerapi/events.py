@@ -32,6 +32,7 @@ import collections
 import contextlib
 import datetime
 import itertools
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,9 +42,12 @@ from aiohttp import web
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, filters
 from reconciler.dockerapi.ids import docker_id
+from reconciler.engine import errors
 
 if TYPE_CHECKING:
     from reconciler.engine.core import Engine
+
+log = logging.getLogger("reconcile.docker")
 
 #: Events of the Docker API kept for ``since``.
 RING = 1024
@@ -357,9 +361,13 @@ async def events(request: web.Request, context: DockerContext) -> web.StreamResp
                 records, offset = await context.call(_read_log, path, offset)
                 found = []
                 if watch:
-                    now_containers = await context.call(snapshot, context.engine)
-                    found = container_changes(containers, now_containers)
-                    containers = now_containers
+                    try:
+                        now_containers = await context.call(snapshot, context.engine)
+                    except errors.EngineError as exc:  # the state unreadable a moment: the next look tells
+                        log.warning("events: containers not read: %s", exc.message)
+                    else:
+                        found = container_changes(containers, now_containers)
+                        containers = now_containers
                 for record in records:
                     found.extend(from_log(record))
                 for event in found:

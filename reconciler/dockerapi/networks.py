@@ -170,6 +170,13 @@ def create_request(body: dict[str, Any]) -> NetworkCreateRequest:
         raise DockerError(400, f"network driver {driver!r} is not supported: only bridge networks")
     if body.get("EnableIPv6"):
         raise DockerError(400, "IPv6 networks are not supported")
+    if body.get("Ingress") or body.get("Scope") == "swarm":
+        raise DockerError(
+            400, "swarm networks (ingress, scope swarm) are not supported: this node is not a swarm manager"
+        )
+    config_from = body.get("ConfigFrom")
+    if body.get("ConfigOnly") or (isinstance(config_from, dict) and config_from.get("Network")):
+        raise DockerError(400, "configuration-only networks (ConfigOnly, ConfigFrom) are not supported")
     request: NetworkCreateRequest = {"name": name, "internal": bool(body.get("Internal"))}
     ipam = body.get("IPAM") or {}
     if (ipam.get("Driver") or "default") != "default":

@@ -399,3 +399,51 @@ def test_prune_filters_until_and_label(agent: Agent, tmp_path: Path) -> None:
     assert docker(agent, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split() == [image]
     bad = docker(agent, "image", "prune", "-a", "-f", "--filter", "until=yesterday")
     assert bad.returncode == 1 and "invalid until filter" in bad.stderr
+
+
+def test_network_create_bodies() -> None:
+    from reconciler.dockerapi.errors import DockerError
+    from reconciler.dockerapi.networks import create_request
+
+    compose = {
+        "Name": "p_front",
+        "Driver": None,
+        "Options": {},
+        "IPAM": {"Driver": None, "Config": [], "Options": None},
+        "Internal": False,
+        "Labels": {"com.docker.compose.network": "front"},
+        "CheckDuplicate": True,
+        "Attachable": False,
+    }
+    assert create_request(compose) == {"name": "p_front", "internal": False, "labels": compose["Labels"]}
+    full = create_request(
+        {
+            "Name": "n",
+            "IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.254", "IPRange": "10.9.0.128/25"}]},
+            "Options": {"com.docker.network.driver.mtu": "1400"},
+            "Internal": True,
+        }
+    )
+    assert full == {
+        "name": "n",
+        "internal": True,
+        "subnet": "10.9.0.0/24",
+        "gateway": "10.9.0.254",
+        "ip_range": "10.9.0.128/25",
+        "mtu": 1400,
+        "labels": {},
+    }
+    refused = {
+        "a driver": {"Name": "n", "Driver": "overlay"},
+        "IPv6": {"Name": "n", "EnableIPv6": True},
+        "ingress": {"Name": "n", "Ingress": True},
+        "two subnets": {"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0/24"}, {"Subnet": "10.2.0.0/24"}]}},
+        "a bad config": {"Name": "n", "IPAM": {"Config": ["10.1.0.0/24"]}},
+        "an option": {"Name": "n", "Options": {"com.docker.network.bridge.name": "br0"}},
+        "no name": {"Driver": "bridge"},
+        "a bad MTU": {"Name": "n", "Options": {"com.docker.network.driver.mtu": "big"}},
+    }
+    for why, body in refused.items():
+        with pytest.raises(DockerError) as caught:
+            create_request(body)
+        assert caught.value.status == 400, why

@@ -179,9 +179,13 @@ def create_request(body: dict[str, Any]) -> NetworkCreateRequest:
         raise DockerError(400, "configuration-only networks (ConfigOnly, ConfigFrom) are not supported")
     request: NetworkCreateRequest = {"name": name, "internal": bool(body.get("Internal"))}
     ipam = body.get("IPAM") or {}
+    if not isinstance(ipam, dict):
+        raise DockerError(400, "IPAM: a JSON object")
     if (ipam.get("Driver") or "default") != "default":
         raise DockerError(400, f"IPAM driver {ipam.get('Driver')!r} is not supported")
     configs = ipam.get("Config") or []
+    if not isinstance(configs, list) or not all(isinstance(c, dict | None) for c in configs):
+        raise DockerError(400, "IPAM.Config: a list of objects")
     if len(configs) > 1:
         raise DockerError(400, "only one IPAM config (one IPv4 subnet) per network is supported")
     if configs:
@@ -191,6 +195,8 @@ def create_request(body: dict[str, Any]) -> NetworkCreateRequest:
         request["subnet"] = config.get("Subnet") or None
         request["gateway"] = config.get("Gateway") or None
         request["ip_range"] = config.get("IPRange") or None
+    if not isinstance(body.get("Options") or {}, dict):
+        raise DockerError(400, "Options: a JSON object")
     options = dict(body.get("Options") or {})
     mtu = options.pop(MTU_OPTION, None)
     if mtu is not None:

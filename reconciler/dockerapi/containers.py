@@ -23,6 +23,7 @@ from aiohttp import web
 from reconciler.dockerapi import follow, ids, pump, store, streams, translate, views
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, filters, integer, json_body, json_response
+from reconciler.dockerapi.exits import exits
 from reconciler.engine import errors
 
 #: How often a ``wait`` looks at the container again.
@@ -115,6 +116,7 @@ async def start(request: web.Request, context: DockerContext) -> web.StreamRespo
         await _start_interactive(context, state.name, slot)
     else:
         await context.call(context.engine.containers.start, state.name)
+    exits(context).notify(state.name)
     extra = await context.call(store.sidecar, context.engine, state.name)
     if (extra.get("HostConfig") or {}).get("AutoRemove"):
         _watch_auto_remove(context, state.name)
@@ -154,16 +156,22 @@ def _watch_auto_remove(context: DockerContext, name: str) -> None:
     common = shared(context)
 
     async def remove_when_exited() -> None:
-        try:
-            result = await context.call(context.engine.containers.wait, name)
-        except errors.EngineError:
-            return
-        common.exits[name] = result["exit_code"]
+        heard = exits(context)
+        while True:
+            try:
+                state = await context.call(store.runtime(context.engine).inspect, name)
+            except Exception:
+                return  # removed by someone else
+            if state.status == "exited":
+                break
+            await heard.pause(name, state)
+        common.exits[name] = state.exit_code or 0
         deadline = time.monotonic() + ATTACH_DRAIN
         while common.attached.get(name) and time.monotonic() < deadline:
-            await asyncio.sleep(WAIT_POLL)
+            await heard.changed(name)  # an attached client getting the last of the output
         with contextlib.suppress(errors.EngineError):
             await context.call(context.engine.containers.remove, name, force=True)
+        heard.notify(name)
 
     task = asyncio.ensure_future(remove_when_exited())
     common.tasks.add(task)
@@ -198,7 +206,7 @@ async def wait(request: web.Request, context: DockerContext) -> web.StreamRespon
         transport = request.transport
         if transport is None or transport.is_closing():
             return response  # the client went away
-        await asyncio.sleep(WAIT_POLL)
+        await exits(context).pause(name, state)
     with contextlib.suppress(ConnectionResetError, BrokenPipeError):
         await response.write(b'{"StatusCode":%d,"Error":null}\n' % code)
         await response.write_eof()
@@ -240,6 +248,7 @@ async def attach(request: web.Request, context: DockerContext) -> web.StreamResp
         common.attached[name] -= 1
         if not common.attached[name]:
             del common.attached[name]
+        exits(context).notify(name)
 
 
 async def _attach_interactive(
@@ -363,7 +372,7 @@ async def kill(request: web.Request, context: DockerContext) -> web.StreamRespon
                 break  # removed (AutoRemove)
             if state.status not in ("running", "paused"):
                 break
-            await asyncio.sleep(WAIT_POLL)
+            await exits(context).pause(state.name, state)
     return web.Response(status=204)
 
 
@@ -377,6 +386,7 @@ async def remove(request: web.Request, context: DockerContext) -> web.StreamResp
             "or force remove",
         )
     await context.call(context.engine.containers.remove, state.name, force=force)
+    exits(context).notify(state.name)
     return web.Response(status=204)
 
 

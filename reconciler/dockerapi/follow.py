@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 
 from reconciler.dockerapi import store
 from reconciler.dockerapi.context import DockerContext
+from reconciler.dockerapi.exits import exits
 
 if TYPE_CHECKING:
     from reconciler.runtime.logread import Entry
 
 POLL_SECONDS = 0.05
+#: The follower's own pause when ``stop`` waits on the exit instead.
+FAST_POLL = 0.005
 _END = object()
 
 
@@ -40,7 +43,7 @@ async def wait_started(context: DockerContext, name: str, cancelled: threading.E
             return False
         if state.status != "created" and not os.path.exists(path):
             return False  # exited without a log (a start that failed)
-        await asyncio.sleep(POLL_SECONDS)
+        await exits(context).changed(name)
     return True
 
 
@@ -67,18 +70,29 @@ async def entries(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=0)
     seen_exit = [0]
+    try:
+        state = await context.call(store.runtime(context.engine).inspect, name)
+    except Exception:
+        state = None
+    exited_event = (
+        exits(context).watch(name, state.pid) if state is not None and state.status in ("running", "paused") else None
+    )
 
     def stop() -> bool:
-        # one more read after the exit is seen: what was written just before it counts
+        # Called when nothing new was read. While the process runs, wait here (the
+        # follower itself polls fast, so an exit is acted on at once); once it has
+        # exited, one more read after the exit is recorded: what it wrote counts.
         if cancelled.is_set():
             return True
+        if exited_event is not None and not seen_exit[0]:
+            exited_event.wait(POLL_SECONDS - FAST_POLL)
         if _exited(context, name):
             seen_exit[0] += 1
         return seen_exit[0] >= 2
 
     def work() -> None:
         try:
-            for entry in logread.follow(path, tail=tail, since_ns=since_ns, stop=stop, poll_seconds=POLL_SECONDS):
+            for entry in logread.follow(path, tail=tail, since_ns=since_ns, stop=stop, poll_seconds=FAST_POLL):
                 if cancelled.is_set():
                     break
                 loop.call_soon_threadsafe(queue.put_nowait, entry)

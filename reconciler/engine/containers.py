@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.engine import container_setup as setup
 from reconciler.engine import errors
-from reconciler.engine.container_view import inspect_document, summary
+from reconciler.engine.container_listing import Listing
+from reconciler.engine.container_view import inspect_document
 from reconciler.engine.models.containers import (
     ContainerRef,
     ContainerStats,
@@ -56,6 +57,7 @@ class Containers:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._wiring = engine.wiring
+        self._listing = Listing()
 
     def _runtime(self) -> Runtime:
         return self._wiring.runtime()
@@ -283,8 +285,8 @@ class Containers:
     def list(self, *, all: bool = False) -> builtins.list[ContainerSummary]:
         """Running and paused containers; with ``all`` created and exited ones too."""
         with setup.translated():
-            states = self._runtime().containers()
-        return [summary(s) for s in states if all or s.status in ("running", "paused")]
+            rows = self._listing.rows(self._runtime())
+        return rows if all else [row for row in rows if row["status"] in ("running", "paused")]
 
     def logs(
         self, name: str, *, follow: bool = False, tail: int | None = None, since_ns: int | None = None

@@ -175,6 +175,25 @@ class StateStore:
             self._cache.pop(name, None)
         return document
 
+    def keys(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """(name, (inode, mtime, size) of its state file) of every container, by name:
+        one ``stat`` each, no read. Equal keys mean equal states (every write
+        replaces the file), so a caller can keep what it derived from them."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        keys = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            try:
+                info = os.stat(f"{self.directory}/{name}/state.json")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            keys.append((name, (info.st_ino, info.st_mtime_ns, info.st_size)))
+        return keys
+
     def names(self) -> list[str]:
         try:
             names = os.listdir(self.directory)

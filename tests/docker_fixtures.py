@@ -37,16 +37,32 @@ def busybox_rootfs(path: Path) -> Path:
     return path
 
 
-def our_links() -> set[str]:
-    return {name for name in os.listdir("/sys/class/net") if name.startswith(("rc-", "rv"))}
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
-def nft_tables() -> set[str]:
+def nft_tables_naming(word: str) -> list[str]:
+    """The nftables tables whose rules name ``word`` (our bridge): checked by name,
+    as other tests on this host make and remove tables of their own meanwhile."""
     try:
-        listing = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, check=True, timeout=30).stdout
+        listing = subprocess.run(["nft", "list", "ruleset"], capture_output=True, check=True, timeout=30).stdout
     except (OSError, subprocess.CalledProcessError):
-        return set()
-    return {item["table"]["name"] for item in json.loads(listing)["nftables"] if "table" in item}
+        return []
+    found, table = [], ""
+    for line in listing.decode(errors="replace").splitlines():
+        if line.startswith("table "):
+            table = line.split()[2]
+        elif word in line and table not in found:
+            found.append(table)
+    return found
+
+
+def bridges(agent: Agent) -> list[str]:
+    """The host bridges of the agent's networks (Docker's bridge, once a container used it)."""
+    result = agent.cli("network", "inspect", "bridge")
+    if result.returncode != 0:
+        return []
+    return [str(n.get("Options", {}).get("bridge")) for n in json.loads(result.stdout) if n.get("Options")]
 
 
 class DockerAgent:
@@ -92,8 +108,8 @@ class DockerAgent:
 def docker_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerAgent]:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # detached monitors are reaped here
     base = tmp_path_factory.mktemp("docker-api")
-    links_before, tables_before = our_links(), nft_tables()
     agent = Agent(base)
+    made: list[str] = []
     try:
         agent.start()
         tarball = busybox_rootfs(base / "busybox.tar")
@@ -105,10 +121,12 @@ def docker_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerAge
             if agent.process is not None and agent.process.poll() is None:
                 for name in agent.cli("ps", "-a", "-q").stdout.split():
                     agent.cli("rm", "-f", name)
+                made.extend(bridges(agent))
                 agent.cli("network", "rm", "bridge")
                 assert agent.stop() == 0
         finally:
             agent.cleanup()
         assert not agent.docker_socket.exists(), "the Docker socket was left behind"
-        assert our_links() == links_before, "links left behind"
-        assert nft_tables() == tables_before, "nftables tables left behind"
+        for bridge in made:
+            assert not link_exists(bridge), f"the bridge {bridge} was left behind"
+            assert nft_tables_naming(bridge) == [], f"nftables rules for {bridge} were left behind"

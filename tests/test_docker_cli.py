@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,17 +28,20 @@ def cli(docker_agent: DockerAgent) -> Iterator[DockerAgent]:
     yield docker_agent
 
 
-def docker(
-    agent: DockerAgent, *args: str, timeout: float = 60, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
+def environment(agent: DockerAgent) -> dict[str, str]:
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(agent.config),
         "DOCKER_CONFIG": str(agent.config),
         "DOCKER_HOST": agent.base_url,
     }
+
+
+def docker(
+    agent: DockerAgent, *args: str, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [DOCKER, *args], env=env, capture_output=True, text=True, timeout=timeout, input=input
+        [DOCKER, *args], env=environment(agent), capture_output=True, text=True, timeout=timeout, input=input
     )  # a timeout kills it (SIGKILL): nothing is left running
 
 
@@ -209,3 +213,38 @@ def test_errors_as_docker_clients_expect(cli: DockerAgent) -> None:
     assert (status, body) == (404, {"message": "No such container: no-such-container"})
     result = docker(cli, "rm", "no-such-container")
     assert result.returncode == 1 and "No such container: no-such-container" in result.stderr
+
+
+def test_ctrl_c_reaches_an_attached_run(cli: DockerAgent) -> None:
+    """The CLI forwards SIGINT as ``POST /containers/{id}/kill?signal=INT``."""
+    name = cli.name("ctrl-c")
+    script = "trap 'echo got-int; exit 130' INT; echo ready; while true; do sleep 0.1; done"
+    process = subprocess.Popen(
+        [DOCKER, "run", "--rm", "--name", name, cli.image, "sh", "-c", script],
+        env=environment(cli),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+        assert (process.returncode, rest) == (130, "got-int\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+            docker(cli, "rm", "-f", name)
+    assert name not in cli.names()
+
+
+def test_container_prune_removes_stopped_ones_only(cli: DockerAgent) -> None:
+    stopped, running = cli.name("pruned"), cli.name("kept-running")
+    ok(cli, "run", "--name", stopped, cli.image, "true")
+    ok(cli, "run", "-d", "--name", running, cli.image, "sleep", "1000")
+    try:
+        ok(cli, "container", "prune", "-f")
+        names = cli.names()
+        assert stopped not in names and running in names
+    finally:
+        docker(cli, "rm", "-f", stopped, running)

@@ -171,6 +171,7 @@ def _watch_auto_remove(context: DockerContext, name: str) -> None:
             await heard.changed(name)  # an attached client getting the last of the output
         with contextlib.suppress(errors.EngineError):
             await context.call(context.engine.containers.remove, name, force=True)
+            await context.call(_remove_anonymous_volumes, context, state)
         heard.notify(name)
 
     task = asyncio.ensure_future(remove_when_exited())
@@ -387,7 +388,16 @@ async def remove(request: web.Request, context: DockerContext) -> web.StreamResp
         )
     await context.call(context.engine.containers.remove, state.name, force=force)
     exits(context).notify(state.name)
+    if boolean(request, "v"):
+        await context.call(_remove_anonymous_volumes, context, state)
     return web.Response(status=204)
+
+
+def _remove_anonymous_volumes(context: DockerContext, state: Any) -> None:
+    """``rm -v`` and ``--rm``: the volumes made for this container alone (named ones stay)."""
+    for volume in state.spec.get("anonymous_volumes") or []:
+        with contextlib.suppress(errors.EngineError):
+            context.engine.volumes.remove(str(volume))
 
 
 async def pause(request: web.Request, context: DockerContext) -> web.StreamResponse:

@@ -104,7 +104,7 @@ async def create(request: web.Request, context: DockerContext) -> web.StreamResp
     extra["Config"]["User"] = run_request.get("user") or ""
     await context.call(store.write_sidecar, context.engine, made["name"], extra)
     state = await _find(context, made["name"])
-    return json_response({"Id": store.docker_id(state), "Warnings": []}, 201)
+    return json_response({"Id": store.remember(context.engine, state), "Warnings": []}, 201)
 
 
 async def start(request: web.Request, context: DockerContext) -> web.StreamResponse:
@@ -470,7 +470,7 @@ def _listing(context: DockerContext, everything: bool, limit: int | None, wanted
         docker_id = store.docker_id(state)
         if not _matches(state, docker_id, wanted):
             continue
-        rows.append(views.summary(state, store.sidecar(context.engine, state.name)))
+        rows.append(views.summary(state, store.sidecar(context.engine, state.name), context.engine))
         if limit is not None and limit > 0 and len(rows) >= limit:
             break
     return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from reconciler.dockerapi import ids
@@ -38,14 +39,31 @@ def states(engine: Engine) -> list[ContainerState]:
     return [s for s in runtime(engine).containers() if s.spec]  # a reserved name being made is no container yet
 
 
+#: Full id → name of containers seen, per engine: a client that names containers by
+#: id (docker-py's ``containers.list()`` inspects each by id) costs one state read
+#: per lookup instead of reading every container's.
+_NAMES: weakref.WeakKeyDictionary[Engine, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def remember(engine: Engine, state: ContainerState) -> str:
+    ident = docker_id(state)
+    _NAMES.setdefault(engine, {})[ident] = state.name
+    return ident
+
+
 def find(engine: Engine, ref: str) -> ContainerState:
     """The container ``ref`` names (name, full id, unique id prefix); 404 otherwise."""
     rt = runtime(engine)
-    if ref and "/" not in ref.lstrip("/"):
-        state = rt.store.read(ref.lstrip("/"))  # the common case: a name, one file read
-        if state is not None and state.spec:
-            return rt.inspect(state.name)
+    wanted = ref.lstrip("/")
+    known = _NAMES.get(engine, {}).get(wanted)
+    for name in (wanted, known) if known else (wanted,):
+        if name and "/" not in name:
+            state = rt.store.read(name)  # the common cases: a name, an id seen before; one file read
+            if state is not None and state.spec and (name == wanted or docker_id(state) == wanted):
+                return rt.inspect(state.name)
     everything = states(engine)
+    for state in everything:
+        remember(engine, state)
     name = ids.resolve(ref, (identity(s) for s in everything))
     try:
         return rt.inspect(name)

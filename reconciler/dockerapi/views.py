@@ -1,6 +1,7 @@
 """A container in Docker's shapes: a ``GET /containers/json`` item and the
 ``GET /containers/{id}/json`` document, from the runtime's recorded state and the
-Docker fields kept beside it. Pure."""
+Docker fields kept beside it. No I/O (a listing only records the ids it shows,
+``store.remember``, so later lookups by id are one read)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.dockerapi import store
 
 if TYPE_CHECKING:
+    from reconciler.engine.core import Engine
     from reconciler.runtime.state import ContainerState
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -160,14 +162,14 @@ def _command(config: dict[str, Any]) -> str:
     return " ".join(str(a) for a in config.get("argv") or [])
 
 
-def summary(state: ContainerState, docker: dict[str, Any]) -> dict[str, Any]:
+def summary(state: ContainerState, docker: dict[str, Any], engine: Engine | None = None) -> dict[str, Any]:
     """One ``GET /containers/json`` item."""
     config = state.spec.get("config") or {}
     image, image_id = _image(state)
     host = docker.get("HostConfig") or {}
     ports = _ports(state, docker)
     return {
-        "Id": store.docker_id(state),
+        "Id": store.remember(engine, state) if engine is not None else store.docker_id(state),
         "Names": ["/" + state.name],
         "Image": image,
         "ImageID": image_id,

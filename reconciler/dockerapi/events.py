@@ -1,10 +1,12 @@
 """``GET /events``: Docker's event stream (JSON lines in a chunked 200).
 
-Two sources, merged in time order:
+Three sources, merged in time order:
 
 * what the Docker API itself did: handlers call ``emit(context, type, action, id,
-  attributes)`` (an image pulled, tagged, untagged, deleted; a network or volume
-  created or destroyed; the container modules may add theirs). These are kept in an
+  attributes)`` (an image pulled, pushed, built and tagged, untagged, deleted,
+  loaded, imported; a network or volume created or destroyed; the container modules
+  may add what the level below cannot see: ``kill``, ``exec_*``, ``attach``, but
+  not ``create``/``start``/``die``/``destroy``, which it gives). These are kept in an
   in-memory ring (``RING`` events), as dockerd keeps its own, so ``since`` replays
   them; they do not survive the agent.
 * the engine's event log (``engine.events``, ``ROOT/events.jsonl``): every network,
@@ -19,7 +21,7 @@ Two sources, merged in time order:
   an exit nobody waited for is a ``die`` all the same; a restart between two looks
   shows as its last start and exit only.
 
-``since`` replays past events from both; ``until`` ends the stream at that time
+``since`` replays past events from all three; ``until`` ends the stream at that time
 (at once when it is past); without it the stream stays open until the client goes.
 Filters, applied here (the CLI does no filtering of its own): ``type``, ``event``
 (the action), ``container``, ``image``, ``network``, ``volume``, ``label``, ``scope``.

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import socket
 import stat
 import struct
@@ -398,6 +399,8 @@ CORRUPT: dict[str, Callable[[], bytes]] = {
     "truncated-plain-mid-data": lambda: _two_files()[:3000],
     "truncated-plain-at-member-boundary": _without_end_blocks,
     "garbage-header-after-first-member": lambda: _without_end_blocks() + b"\x01" * 512 + bytes(1024),
+    "garbage-after-the-gzip-stream": lambda: compress(_two_files(), "gzip") + b"trailing garbage",
+    "bad-crc-gzip": lambda: (lambda blob: blob[:-8] + bytes(4) + blob[-4:])(compress(_two_files(), "gzip")),
 }
 
 
@@ -408,6 +411,34 @@ def test_corrupt_or_truncated_blobs_fail_and_leave_nothing(tmp_path: Path, layer
     with pytest.raises(LayerError, match=r"^layer sha256:feed"):
         layerfs.unpack(blob, str(layers / "root"), label="sha256:feed")
     assert_nothing_left(layers)
+
+
+def _big_files() -> bytes:
+    """Files of several megabytes each (several of the readers' 1 MiB reads, the
+    end-of-archive block in a different read than the last header) in random data."""
+    rng = random.Random(7)
+    return tar_bytes([entry(f"f{n}", data=rng.randbytes(n * 700_001)) for n in (1, 3, 4)])
+
+
+@pytest.mark.parametrize("how", ["plain", "gzip", "zstd"])
+def test_layers_of_several_megabytes_unpack_whole(tmp_path: Path, layers: Path, how: str) -> None:
+    raw = _big_files()
+    diff_id = layerfs.unpack(write_blob(tmp_path, compress(raw, how)), str(layers / "root"))
+    assert diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            source = tar.extractfile(member)
+            assert source is not None
+            assert (layers / "root" / member.name).read_bytes() == source.read()
+
+
+def test_a_gzip_layer_of_several_members_with_zero_padding_unpacks(tmp_path: Path, layers: Path) -> None:
+    """``pigz``-style members, and the zero padding gzip readers tolerate after them."""
+    raw = _big_files()
+    cut = len(raw) // 3
+    blob = gzip.compress(raw[:cut], mtime=0) + gzip.compress(raw[cut:], mtime=0) + bytes(4096)
+    diff_id = layerfs.unpack(write_blob(tmp_path, blob), str(layers / "root"))
+    assert diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def test_a_missing_blob_is_a_layer_error(tmp_path: Path, layers: Path) -> None:

@@ -243,7 +243,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _image_commands(image_sub.add_parser, engine)  # docker image pull, docker image ls, ...
     _image_commands(sub.add_parser, engine, top_level=True)  # docker pull, docker images, ...
 
-    network = sub.add_parser("network", help="manage bridge networks (create, ls, inspect, rm, prune)")
+    network = sub.add_parser("network", help="manage bridge networks (create, ls, inspect, rm, prune, connect, ...)")
     network_sub = network.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
     create_network = network_sub.add_parser("create", parents=[engine], help="create a bridge network")
     create_network.add_argument("name")
@@ -260,6 +260,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "names", nargs="+"
     )
     network_sub.add_parser("prune", parents=[engine], help="remove every network no container uses")
+    connect_network = network_sub.add_parser("connect", parents=[engine], help="connect a container to a network")
+    connect_network.add_argument("--alias", action="append", default=[], metavar="ALIAS", help="another DNS name")
+    connect_network.add_argument("--ip", help="static IPv4 address in the network's subnet")
+    connect_network.add_argument("network")
+    connect_network.add_argument("container")
+    disconnect_network = network_sub.add_parser(
+        "disconnect", parents=[engine], help="disconnect a container from a network"
+    )
+    disconnect_network.add_argument("-f", "--force", action="store_true", help="accepted, as Docker's")
+    disconnect_network.add_argument("network")
+    disconnect_network.add_argument("container")
 
     volume = sub.add_parser("volume", help="manage named volumes (create, ls, inspect, rm, prune)")
     volume_sub = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)

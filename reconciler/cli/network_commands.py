@@ -1,4 +1,4 @@
-"""``reconcile network create|ls|inspect|rm|prune``: thin calls on ``engine.networks``."""
+"""``reconcile network create|ls|inspect|rm|prune|connect|disconnect``: thin calls on ``engine.networks``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ def _run(args: argparse.Namespace, networks: models.NetworksAPI) -> int:
             except errors.EngineError as exc:
                 status = _fail(exc.message)
         return status
+    elif command == "connect":
+        networks.connect(args.network, {"container": args.container, "aliases": args.alias, "ip": args.ip})
+    elif command == "disconnect":
+        networks.disconnect(args.network, {"container": args.container, "force": args.force})
     elif command == "prune":
         for name in networks.prune()["removed"]:
             print(f"Deleted: {name}")

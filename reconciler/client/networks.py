@@ -29,3 +29,9 @@ class RemoteNetworks:
 
     def prune(self) -> models.NetworkPruneResult:
         return cast(models.NetworkPruneResult, self._transport.call("networks.prune"))
+
+    def connect(self, name: str, request: models.NetworkConnectRequest) -> models.NetworkEndpoint:
+        return cast(models.NetworkEndpoint, self._transport.call("networks.connect", name=name, request=request))
+
+    def disconnect(self, name: str, request: models.NetworkDisconnectRequest) -> models.NetworkEndpoint:
+        return cast(models.NetworkEndpoint, self._transport.call("networks.disconnect", name=name, request=request))

@@ -7,16 +7,21 @@ recorded) is a Conflict, a bad name, subnet, gateway, range or MTU is an
 InvalidRequest, checked before anything is touched. The state database busy or
 unreadable is Unavailable.
 
-``connect``/``disconnect`` of a running container are not offered: the manager
-wires all of a container's networks in one ``attach`` (``eth0``, ``eth1``, ... by
-position) and ``detach`` undoes all of them, so joining or leaving one network
-while others stay needs new calls in the manager, not just this layer.
+``connect``/``disconnect`` join or leave one network of a container made on a
+bridge network, running or not: its namespace handle (``NAME/netns``) exists from
+its create, so it is wired at once, and a start or restart keeps what is wired.
+The container's lock is held, and its recorded ``networks`` (what ``inspect`` and
+``ps`` show) and ``/etc/hosts``/``resolv.conf`` are brought up to date. A container
+on ``--network none`` or ``host`` has no namespace to wire: Conflict, with Docker's
+words.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import ipaddress
+import os
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -29,12 +34,18 @@ from reconciler.state.db import Endpoint, NetworkRecord, StateError
 
 if TYPE_CHECKING:
     from reconciler.engine.core import Engine
-    from reconciler.network.manager import NetworkManager
+    from reconciler.network.manager import NetworkManager, PortMapping
+    from reconciler.runtime.state import ContainerState, StateStore
 
 #: Docker's rule for network names; no ``/``, so a name is one path segment of the API.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 NAME_MAX = 128  # as the API takes names in paths
 MTU_RANGE = (68, 65535)  # IPv4's minimum; the largest a link can say
+#: Docker's refusals (runconfig.ErrConflictHostNetwork, ErrConflictNoNetwork).
+HOST_NETWORK_CONFLICT = "container cannot be disconnected from host network or connected to host network"
+NO_NETWORK_CONFLICT = (
+    "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+)
 
 
 def check_name(name: object) -> str:
@@ -148,6 +159,71 @@ class Networks:
                 removed.append(name)
         return {"removed": removed}
 
+    def connect(self, name: str, request: models.NetworkConnectRequest) -> models.NetworkEndpoint:
+        check_name(name)
+        container, aliases, ip = _connect_arguments(request)
+        manager = self._manager()
+        store = self._engine.wiring.runtime().store
+        with self._engine.locks.hold("container", container), self._engine.locks.hold("network", name):
+            with _translated():
+                record = self._get(manager, name)
+                state = _wirable(store, container)
+                if ip is not None and ipaddress.IPv4Address(ip) not in record.subnet:
+                    raise errors.InvalidRequest(f"invalid address {ip}: not in network {name}'s subnet {record.subnet}")
+                from reconciler.network.manager import Attachment
+
+                endpoint = manager.connect(
+                    container, state.spec["config"]["netns"], Attachment(name, aliases, ip), _ports(state.spec)
+                )
+            try:
+                with _translated():
+                    self._record(manager, store, container)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    manager.disconnect(container, name, state.spec["config"]["netns"], _ports(state.spec))
+                raise
+            return _endpoint(endpoint, record.subnet.prefixlen)
+
+    def disconnect(self, name: str, request: models.NetworkDisconnectRequest) -> models.NetworkEndpoint:
+        check_name(name)
+        container = request.get("container")
+        if not isinstance(container, str) or not container:
+            raise errors.InvalidRequest("network disconnect: the container is required")
+        manager = self._manager()
+        store = self._engine.wiring.runtime().store
+        with self._engine.locks.hold("container", container), self._engine.locks.hold("network", name):
+            with _translated():
+                record = self._get(manager, name)
+                state = _wirable(store, container)
+                if manager.db.get_endpoint(container, name) is None:
+                    raise errors.Conflict(f"container {container} is not connected to network {name}")
+                endpoint = manager.disconnect(container, name, state.spec["config"]["netns"], _ports(state.spec))
+                self._record(manager, store, container)
+            return _endpoint(endpoint, record.subnet.prefixlen)
+
+    def _record(self, manager: NetworkManager, store: StateStore, container: str) -> None:
+        """The container's endpoints as its state records them (in interface order,
+        as ``create`` records them), and its /etc/hosts and resolv.conf for them."""
+        state = store.read(container)
+        if state is None:
+            raise errors.NotFound(f"no such container: {container}")
+        endpoints = sorted(manager.db.list_endpoints(container=container), key=lambda e: (len(e.ifname), e.ifname))
+        state.spec["networks"] = [
+            {"network": e.network, "ifname": e.ifname, "address": str(e.address), "mac": e.mac} for e in endpoints
+        ]
+        store.write(state)
+        directory = store.path(container, "etc")
+        if os.path.isdir(directory):
+            from reconciler.runtime import etcfiles
+
+            hostname = (state.spec.get("config") or {}).get("hostname") or container[:63]
+            etcfiles.write(
+                directory,
+                hostname,
+                nameservers=manager.nameservers(container),
+                address=str(endpoints[0].address) if endpoints else None,
+            )
+
     # -- internals --
 
     def _get(self, manager: NetworkManager, name: str) -> NetworkRecord:
@@ -171,6 +247,58 @@ class Networks:
                 with self._engine.locks.hold("container", container):
                     if store.read(container) is None:
                         manager.detach(container)
+
+
+def _connect_arguments(request: models.NetworkConnectRequest) -> tuple[str, tuple[str, ...], str | None]:
+    """The container, aliases and address of a connect request, checked."""
+    container = request.get("container")
+    if not isinstance(container, str) or not container:
+        raise errors.InvalidRequest("network connect: the container is required")
+    aliases = request.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise errors.InvalidRequest("network connect: aliases are non-empty strings")
+    ip = request.get("ip") or None
+    if ip is not None:
+        try:
+            ip = str(ipaddress.IPv4Address(ip))
+        except (ValueError, TypeError):
+            raise errors.InvalidRequest(f"invalid IPv4 address {ip!r}") from None
+    return container, tuple(dict.fromkeys(aliases)), ip
+
+
+def _wirable(store: StateStore, container: str) -> ContainerState:
+    """The container's state, when it has a network namespace of its own to wire."""
+    state = store.read(container)
+    if state is None:
+        raise errors.NotFound(f"no such container: {container}")
+    if not state.spec:
+        raise errors.Conflict(f"container {container!r} is still being created")
+    config = state.spec.get("config") or {}
+    if "net" in (config.get("host_namespaces") or []):
+        raise errors.Conflict(HOST_NETWORK_CONFLICT)
+    if not config.get("netns"):
+        raise errors.Conflict(NO_NETWORK_CONFLICT)
+    return state
+
+
+def _ports(spec: dict[str, Any]) -> builtins.list[PortMapping]:
+    """The published ports the container's state records (``[IP:]HOST:CONTAINER/PROTO``)."""
+    texts = spec.get("ports") or []
+    if not texts:
+        return []
+    from reconciler.network.manager import parse_ports
+
+    return [port for text in texts for port in parse_ports(text)]
+
+
+def _endpoint(endpoint: Endpoint, prefix: int) -> models.NetworkEndpoint:
+    return {
+        "container": endpoint.container,
+        "ifname": endpoint.ifname,
+        "address": f"{endpoint.address}/{prefix}",
+        "mac": endpoint.mac,
+        "aliases": builtins.list(endpoint.aliases),
+    }
 
 
 def _summary(record: NetworkRecord, endpoints: builtins.list[Endpoint]) -> models.NetworkSummary:

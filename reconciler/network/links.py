@@ -165,6 +165,25 @@ def attach(
     return Endpoint(ifname=ifname, host_ifname=host_ifname, address=address, mac=mac)
 
 
+def set_default_route(netns_path: str, *, ifname: str, gateway: IPv4Address) -> None:
+    """Make the default route of the namespace at ``netns_path`` go via ``gateway`` on
+    ``ifname`` (replacing any other): the way out after the network that had it was
+    disconnected."""
+    _check_ifname(ifname)
+    fd = _netlink_socket_in(netns_path)
+    try:
+        ipr = _iproute(fileno=fd)  # owns the fd from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    with ipr:
+        index = _lookup(ipr, ifname)
+        if index is None:
+            raise LinkError(f"{ifname} does not exist in network namespace {netns_path}")
+        with _netlink(f"add default route via {gateway} in {netns_path}"):
+            ipr.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
+
+
 def enslave(host_ifname: str, bridge: str) -> bool:
     """Make ``host_ifname`` an up port of ``bridge`` again: a bridge deleted by hand
     releases its ports (the containers' host veths) without deleting them, so a

@@ -3,7 +3,8 @@
 
 The Network seam of the architecture: ``create``/``remove`` a network, ``attach``
 a container's network namespace (a handle made before its process) and
-``detach`` it. Every step is keyed by the container's name and idempotent, so a
+``detach`` it; ``connect``/``disconnect`` one more network of a namespace already
+wired, leaving its other networks as they are. Every step is keyed by the container's name and idempotent, so a
 pass killed half-way is completed or undone by the next ``attach``/``detach``:
 leases and endpoints are rows, veths and rules are named after their owner.
 
@@ -15,6 +16,8 @@ Worked example::
                                [Attachment("front", aliases=("www",))],
                                [PortMapping(host_port=8080, container_port=80)])
     manager.nameservers("web")        # ["10.89.0.1"]: the embedded DNS on the gateway
+    manager.connect("web", "/var/lib/reconcile/containers/web/netns", Attachment("back"))  # eth1
+    manager.disconnect("web", "back")  # eth1, its lease and its names gone; eth0 stays
     manager.detach("web")             # veths, rules, leases and names gone
 """
 
@@ -375,6 +378,107 @@ class NetworkManager:
             for endpoint in self.db.list_endpoints(container=container):
                 self.db.delete_endpoint(container, endpoint.network)
             ipam.release_all(self.db, owner)
+
+    def connect(
+        self,
+        container: str,
+        netns_path: str,
+        attachment: Attachment,
+        ports: Sequence[PortMapping] = (),
+    ) -> Endpoint:
+        """Join one more network with a namespace ``attach`` wired already (or with no
+        network left): a veth under the next free ``ethN``, a lease, the endpoint row
+        (its DNS names), and the published ``ports`` (the container's, all of them)
+        to the address of its first interface (this one when it has no other). The default route goes
+        through it when no other network of the container has a way out. The other
+        networks are not touched; on failure only this network's part is undone."""
+        from reconciler.network import links
+
+        existing = self.db.list_endpoints(container=container)
+        if any(endpoint.network == attachment.network for endpoint in existing):
+            raise NetworkError(f"endpoint with name {container} already exists in network {attachment.network}")
+        record = self.get(attachment.network)
+        if record.bridge is None or not self.complete(record):
+            record = self.create(record.name)
+        assert record.bridge is not None
+        used = {endpoint.ifname for endpoint in existing}
+        ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+        outward = any(not self.get(endpoint.network).internal for endpoint in existing)
+        owner = owner_of(container)
+        host_ifname = links.host_veth_name(self._key(container), record.name)
+        try:
+            try:
+                with self.db.transaction():
+                    address = ipam.allocate_address(self.db, record.name, owner, requested=attachment.ipv4_address)
+            except ipam.IPAMError as exc:  # the address taken, the subnet full
+                raise NetworkError(str(exc)) from None
+            wired = links.attach(
+                netns_path,
+                bridge=record.bridge,
+                host_ifname=host_ifname,
+                ifname=ifname,
+                address=ipaddress.IPv4Interface(f"{address}/{record.subnet.prefixlen}"),
+                gateway=None if record.internal or outward else record.gateway,
+                mtu=record.mtu or 1500,
+            )
+            endpoint = Endpoint(
+                container, record.name, wired.ifname, address, wired.mac, (container, *attachment.aliases), host_ifname
+            )
+            with self.db.transaction():
+                self.db.put_endpoint(endpoint)
+            self._publish(rule_owner(container), self._ordered(container), list(ports))
+            return endpoint
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._unwire(container, record.name, host_ifname)
+            raise
+
+    def disconnect(
+        self,
+        container: str,
+        network: str,
+        netns_path: str | None = None,
+        ports: Sequence[PortMapping] = (),
+    ) -> Endpoint:
+        """Leave one network, the others staying as they are: its veth, lease and
+        endpoint row (its DNS names) go. The published ``ports`` move to the address
+        of the container's first remaining interface, or go with the last one; when
+        the network was the way out, the default route moves to the first remaining
+        network that has one (``netns_path`` given). The endpoint that was removed."""
+        from reconciler.network import links
+
+        endpoint = self.db.get_endpoint(container, network)
+        if endpoint is None:
+            raise NetworkError(f"container {container} is not connected to network {network}")
+        record = self.db.get_network(network)
+        self._unwire(container, network, endpoint.host_ifname)
+        remaining = self._ordered(container)
+        if remaining and ports:
+            self._publish(rule_owner(container), remaining, list(ports))
+        elif not remaining:
+            self.firewall.unpublish(rule_owner(container))
+        if netns_path and (record is None or not record.internal):
+            for other in remaining:
+                other_record = self.db.get_network(other.network)
+                if other_record is not None and not other_record.internal:
+                    links.set_default_route(netns_path, ifname=other.ifname, gateway=other_record.gateway)
+                    break
+        return endpoint
+
+    def _ordered(self, container: str) -> list[Endpoint]:
+        """The container's endpoints by interface number (``eth2`` before ``eth10``)."""
+        endpoints = self.db.list_endpoints(container=container)
+        return sorted(endpoints, key=lambda e: (len(e.ifname), e.ifname))
+
+    def _unwire(self, container: str, network: str, host_ifname: str | None) -> None:
+        """One network's part of a container gone: veth, endpoint row, lease. Idempotent."""
+        from reconciler.network import links
+
+        for name in {host_ifname or "", links.host_veth_name(self._key(container), network)} - {""}:
+            links.detach(name)  # the recorded veth, and the one a killed connect made before its row
+        with self.db.transaction():
+            self.db.delete_endpoint(container, network)
+            ipam.release(self.db, network, owner_of(container))
 
     def nameservers(self, container: str) -> list[str]:
         """What the container's resolv.conf names: the embedded DNS on the gateway of

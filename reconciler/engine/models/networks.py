@@ -50,6 +50,22 @@ class NetworkSummary(TypedDict):
     endpoints: list[NetworkEndpoint]
 
 
+class NetworkConnectRequest(TypedDict, total=False):
+    """``network connect [--alias A] [--ip IP] NETWORK CONTAINER``: one more network for
+    a container made on a bridge network (running or not)."""
+
+    container: Required[str]
+    aliases: list[str]  # DNS names on this network besides the container's name
+    ip: str | None  # a static IPv4 address in the network's subnet
+
+
+class NetworkDisconnectRequest(TypedDict, total=False):
+    """``network disconnect [-f] NETWORK CONTAINER``."""
+
+    container: Required[str]
+    force: bool  # Docker's flag; every disconnect is complete here, so it changes nothing
+
+
 class NetworkPruneResult(TypedDict):
     removed: list[str]  # names of the networks removed
 
@@ -85,7 +101,8 @@ class NetworksAPI(Protocol):
     Lifecycle: ``create`` (a bridge, its nftables rules, the embedded DNS on its
     gateway; creating an existing network with the same addressing returns it, and
     makes again what was deleted under it) → containers attach at ``run --network``
-    → ``remove`` once no container uses it (Conflict otherwise). ``prune`` removes
+    → ``connect``/``disconnect`` a container later (one network, its others as they
+    are) → ``remove`` once no container uses it (Conflict otherwise). ``prune`` removes
     every network no container uses, except the default ``bridge``. Endpoints of
     containers that no longer exist are detached first by ``remove`` and ``prune``,
     so they never hold a network.
@@ -94,6 +111,8 @@ class NetworksAPI(Protocol):
 
         engine.networks.create({"name": "front", "subnet": "10.89.0.0/24"})
         engine.networks.inspect("front")["IPAM"]["Config"][0]["Gateway"]   # "10.89.0.1"
+        engine.networks.connect("front", {"container": "web", "aliases": ["www"]})["ifname"]  # "eth1"
+        engine.networks.disconnect("front", {"container": "web"})            # eth1 gone
         engine.networks.remove("front")                                     # {"name": "front"}
     """
 
@@ -106,3 +125,16 @@ class NetworksAPI(Protocol):
     def remove(self, name: str) -> NetworkRef: ...
 
     def prune(self) -> NetworkPruneResult: ...
+
+    def connect(self, name: str, request: NetworkConnectRequest) -> NetworkEndpoint:
+        """Join the container to network ``name`` now: an interface ``ethN`` (the next
+        free one), an address, its DNS names; recorded in its state, so ``inspect``,
+        ``ps`` and a restart have it. NotFound for an unknown network or container;
+        Conflict for a container on ``--network none`` or ``host`` or already on it."""
+        ...
+
+    def disconnect(self, name: str, request: NetworkDisconnectRequest) -> NetworkEndpoint:
+        """Take the container off network ``name`` (its interface, address and DNS
+        names), its other networks as they are; the endpoint removed. Conflict when
+        it is not on that network."""
+        ...

@@ -36,6 +36,22 @@ ROUTES: tuple[Route, ...] = (
         summary="a network and its containers (Docker's inspect shape)",
     ),
     Route(
+        "POST",
+        "/v1/networks/{name}/connect",
+        "networks.connect",
+        body=("request", "networks.NetworkConnectRequest"),
+        result="networks.NetworkEndpoint",
+        summary="connect a container to the network (its next ethN), its other networks as they are",
+    ),
+    Route(
+        "POST",
+        "/v1/networks/{name}/disconnect",
+        "networks.disconnect",
+        body=("request", "networks.NetworkDisconnectRequest"),
+        result="networks.NetworkEndpoint",
+        summary="disconnect a container from the network; the endpoint removed",
+    ),
+    Route(
         "DELETE",
         "/v1/networks/{name}",
         "networks.remove",

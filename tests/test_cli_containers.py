@@ -69,7 +69,8 @@ def clean_engine(root: str, cgroup_parent: str) -> None:
         except ChildProcessError:
             break
     for name in store.names():
-        group = cgroups.new_cgroup(name, parent=cgroup_parent)
+        state = store.read(name)  # its cgroup is named by its ID (by its name before IDs existed)
+        group = cgroups.new_cgroup(state.cgroup if state else name, parent=cgroup_parent)
         for _ in range(100):  # killed processes leave the group a moment later
             try:
                 group.destroy()

@@ -52,7 +52,8 @@ def request(*command: str, **flags: Any) -> RunRequest:
 @pytest.mark.requires_root
 def test_create_start_list_inspect_logs_stop_remove(engine: Engine) -> None:
     containers: ContainersAPI = engine.containers
-    assert containers.create(request("sh", "-c", "echo started; exec sleep 60", name="web")) == {"name": "web"}
+    made = containers.create(request("sh", "-c", "echo started; exec sleep 60", name="web"))
+    assert made["name"] == "web" and len(made.get("id", "")) == 64  # create answers the ID too
     assert [(c["name"], c["status"]) for c in containers.list(all=True)] == [("web", "created")]
     assert containers.list() == []  # created is not running
     containers.start("web")

@@ -47,8 +47,8 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
             if pid == 0:
                 time.sleep(0.02)
         for name in rt.store.names():
-            with contextlib.suppress(cgroups.CgroupError):
-                cgroups.new_cgroup(name, parent=rt.cgroup_parent).destroy()
+            with contextlib.suppress(cgroups.CgroupError, ContainerError):
+                rt.cgroup(name).destroy()
             netns.remove(rt.store.path(name, "netns"))
         assert mounts_under(tmp_path) == [], "mounts left behind"
         parents = cgroups.new_cgroup("x", parent=rt.cgroup_parent).parent_dirs()
@@ -138,7 +138,7 @@ def test_a_failed_start_reports_and_leaves_no_cgroup(runtime: Runtime, rootfs: P
         runtime.start("bad")
     state = runtime.inspect("bad")
     assert (state.status, state.exit_code) == ("exited", 127)
-    assert not cgroups.new_cgroup("bad", parent=runtime.cgroup_parent).exists()
+    assert not runtime.cgroup("bad").exists()
 
 
 def test_pause_unpause_kill_and_delete_rules(runtime: Runtime, rootfs: Path) -> None:
@@ -148,9 +148,10 @@ def test_pause_unpause_kill_and_delete_rules(runtime: Runtime, rootfs: Path) -> 
         runtime.create("app", config(rootfs, "true"))
     runtime.pause("app")
     assert runtime.inspect("app").status == "paused"
-    group = cgroups.new_cgroup("app", parent=runtime.cgroup_parent)
-    freezer = os.path.join(group.parent_dirs()[0], "app")  # v1: freezer.state; v2: cgroup.freeze
-    frozen = [os.path.join(d, "app", "freezer.state") for d in group.parent_dirs() if "/freezer/" in d]
+    group = runtime.cgroup("app")
+    ident = runtime.inspect("app").id  # cgroups are named by container ID
+    freezer = os.path.join(group.parent_dirs()[0], ident)  # v1: freezer.state; v2: cgroup.freeze
+    frozen = [os.path.join(d, ident, "freezer.state") for d in group.parent_dirs() if "/freezer/" in d]
     if frozen:
         wait_for(lambda: Path(frozen[0]).read_text().strip() == "FROZEN")
     else:
@@ -302,7 +303,7 @@ def test_an_engine_killed_while_preparing_leaves_a_visible_container(runtime: Ru
 def test_a_start_killed_half_way_is_cleaned_up_by_the_next_engine(runtime: Runtime, rootfs: Path) -> None:
     # a start killed after the cgroup got a process but before the state said so
     runtime.create("stuck", config(rootfs, "echo second start; exit 3"))
-    group = cgroups.new_cgroup("stuck", parent=runtime.cgroup_parent)
+    group = runtime.cgroup("stuck")
     group.create()
     leftover = subprocess.Popen(["sleep", "60"])
     try:
@@ -317,7 +318,7 @@ def test_a_start_killed_half_way_is_cleaned_up_by_the_next_engine(runtime: Runti
         leftover.wait()
     # delete does the same for a container that was never started again
     runtime.create("stuck2", config(rootfs, "exit 0"))
-    group2 = cgroups.new_cgroup("stuck2", parent=runtime.cgroup_parent)
+    group2 = runtime.cgroup("stuck2")
     group2.create()
     other = subprocess.Popen(["sleep", "60"])
     try:
@@ -350,14 +351,14 @@ def test_an_engine_killed_during_a_foreground_run_leaves_a_container_it_finds(ru
     os.kill(state.pid, signal.SIGKILL)
     wait_for(lambda: runtime.inspect("fgkill").status == "exited")
     assert "exit code unknown" in (runtime.inspect("fgkill").error or "")
-    assert not cgroups.new_cgroup("fgkill", parent=runtime.cgroup_parent).exists()
+    assert not runtime.cgroup("fgkill").exists()
     runtime.delete("fgkill")
 
 
 def test_a_cpu_quota_of_half_a_core_shows_in_the_stats(runtime: Runtime, rootfs: Path) -> None:
     runtime.create("busy", config(rootfs, "while :; do :; done"), cgroups.Limits(cpus=0.5))
     runtime.start("busy")
-    group = cgroups.new_cgroup("busy", parent=runtime.cgroup_parent)
+    group = runtime.cgroup("busy")
     time.sleep(0.3)
     before, started = group.stats().cpu_usage_ns, time.monotonic()
     time.sleep(2.0)
@@ -375,7 +376,7 @@ def test_cpuset_and_swap_limits_reach_the_kernel(runtime: Runtime, rootfs: Path)
     wait_for(lambda: any("Cpus_allowed_list" in e.text for e in logread.read(log)))
     assert any(e.text.split() == ["Cpus_allowed_list:", "0"] for e in logread.read(log))
     if cgroups.version() == 1:
-        memsw = Path("/sys/fs/cgroup/memory", runtime.cgroup_parent, "pinned", "memory.memsw.limit_in_bytes")
+        memsw = Path("/sys/fs/cgroup/memory", runtime.cgroup_parent, state.id, "memory.memsw.limit_in_bytes")
         if memsw.exists():
             assert int(memsw.read_text()) == 96 << 20
     assert state.status == "running"

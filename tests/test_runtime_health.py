@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.model.container import Healthcheck
-from reconciler.runtime import cgroups, health
+from reconciler.runtime import health
 from reconciler.runtime.containers import Runtime
 from reconciler.runtime.health import HealthConfig, HealthState, ProbeResult
 from tests.test_runtime_containers import config, rootfs, runtime  # noqa: F401  (fixtures)
@@ -195,7 +195,7 @@ def start(runtime: Runtime, rootfs: Path, name: str) -> int:  # noqa: F811
 
 
 def processes_in(runtime: Runtime, name: str) -> list[int]:  # noqa: F811
-    return sorted(cgroups.new_cgroup(name, parent=runtime.cgroup_parent).pids())
+    return sorted(runtime.cgroup(name).pids())
 
 
 def zombie_children() -> list[int]:

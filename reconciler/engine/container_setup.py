@@ -97,6 +97,7 @@ class Made(NamedTuple):
     name: str
     digest: str  # the manifest digest of the image it runs
     spec: dict[str, Any]  # as recorded in its state
+    id: str = ""  # its 64-hex ID
 
 
 # --- errors -------------------------------------------------------------------
@@ -433,7 +434,7 @@ def make(wiring: "Wiring", name: str, blueprint: Blueprint, *, record: dict[str,
     except BaseException:
         discard(wiring, name, anonymous_volumes=made.get("anonymous_volumes"), networks=bool(blueprint.networks))
         raise
-    return Made(name, stored.manifest_digest, state.spec)
+    return Made(name, stored.manifest_digest, state.spec, state.id)
 
 
 def _mounts(wiring: "Wiring", uses: tuple[VolumeUse, ...], made: dict[str, Any]) -> list[spawn.MountSpec]:

@@ -31,16 +31,13 @@ def summary_id(row: Mapping[str, Any]) -> str:
     return str(row.get("id") or row["name"])
 
 
-def _state_id(state: ContainerState) -> str:
-    return str(getattr(state, "id", None) or state.spec.get("id") or state.name)
-
-
 def summary(state: ContainerState) -> ContainerSummary:
     spec = state.spec
     image = spec.get("image") or {}
     return {
         "name": state.name,
         "status": state.status,
+        "id": state.id,
         "pid": state.pid,
         "exit_code": state.exit_code,
         "image": image.get("name", ""),
@@ -300,7 +297,7 @@ def inspect_document(state: ContainerState, details: Mapping[str, Mapping[str, A
     # the legacy top-level address fields are the default bridge's, as Docker fills them
     bridge = networks.get("bridge") or {}
     return {
-        "Id": _state_id(state),
+        "Id": state.id,
         "Created": _iso(state.created_at),
         "Path": argv[0] if argv else "",
         "Args": argv[1:],

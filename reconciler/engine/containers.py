@@ -9,6 +9,11 @@ InvalidRequest, a process that could not start StartFailed with Docker's code.
 Mutations hold the container's lock; an attached ``run`` holds it while making and
 while cleaning up, not while the process runs (``stop`` must get through).
 
+Front ends name a container by its name, its ID or a unique ID prefix: each
+operation ``resolve``s the reference to the name once, at its entry, and only then
+takes the lock (locks are keyed by name). The reconcile loop's methods take names
+as they are: a manifest's name is never read as an ID prefix.
+
 Standard library only at import time: this is ``reconcile run``'s path.
 """
 
@@ -65,11 +70,19 @@ class Containers:
     def _hold(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self._engine.locks.hold("container", name)
 
+    def resolve(self, name_or_id: str) -> str:
+        """The name of the container ``name_or_id`` names: an exact name, else a full
+        ID, else a unique ID prefix. NotFound otherwise (an ambiguous prefix too, as
+        Docker answers, with a message naming it)."""
+        with setup.translated():
+            return self._runtime().resolve(name_or_id)
+
     # --- making and starting -------------------------------------------------
 
     def create(self, request: RunRequest) -> ContainerRef:
         """A container made from ``request`` and not started (status created)."""
-        return {"name": self._create(request).name}
+        made = self._create(request)
+        return {"name": made.name, "id": made.id}
 
     def _create(self, request: RunRequest) -> setup.Made:
         blueprint = setup.from_request(request)
@@ -80,6 +93,7 @@ class Containers:
     def start(self, name: str) -> ContainerRef:
         """Start a created container; an exited one starts again as it was (same
         filesystem and network), as ``docker start`` does. A running one is left as it is."""
+        name = self.resolve(name)
         runtime = self._runtime()
         with self._hold(name), setup.translated():
             state = runtime.inspect(name)
@@ -180,7 +194,7 @@ class Containers:
     def update_from_spec(self, name: str, spec: ContainerSpec) -> None:
         """Apply a manifest's new resource limits to the running container, in place."""
         with self._hold(name), setup.translated():
-            cgroups.new_cgroup(name, parent=self._runtime().cgroup_parent).set(setup.limits_of(spec))
+            self._runtime().cgroup(name).set(setup.limits_of(spec))
 
     def discard(self, name: str, *, grace: float = 10.0) -> None:
         """Stop (the stop signal, ``grace`` seconds, then SIGKILL) and remove whatever
@@ -199,6 +213,7 @@ class Containers:
     def stop(self, name: str, *, grace: float = 10.0) -> ContainerRef:
         """The stop signal, ``grace`` seconds, then SIGKILL; returns once it exited.
         An exited container is left as it is."""
+        name = self.resolve(name)
         runtime = self._runtime()
         with self._hold(name), setup.translated():
             runtime.inspect(name)
@@ -209,11 +224,13 @@ class Containers:
     def kill(self, name: str, *, signal: str = "KILL") -> ContainerRef:
         with setup.translated():
             number = signal_number(signal)
+        name = self.resolve(name)
         with self._hold(name), setup.translated():
             self._runtime().kill(name, number)
         return {"name": name}
 
     def pause(self, name: str) -> ContainerRef:
+        name = self.resolve(name)
         runtime = self._runtime()
         with self._hold(name), setup.translated():
             status = runtime.inspect(name).status
@@ -223,6 +240,7 @@ class Containers:
         return {"name": name}
 
     def unpause(self, name: str) -> ContainerRef:
+        name = self.resolve(name)
         runtime = self._runtime()
         with self._hold(name), setup.translated():
             status = runtime.inspect(name).status
@@ -235,6 +253,7 @@ class Containers:
         """Remove an exited or created container (with ``force`` a running one is
         killed first, as ``rm -f``) and detach it from its networks. Its named and
         anonymous volumes stay."""
+        name = self.resolve(name)
         runtime = self._runtime()
         with self._hold(name), setup.translated():
             state = runtime.inspect(name)
@@ -246,6 +265,7 @@ class Containers:
 
     def wait(self, name: str) -> WaitResult:
         """Block until it has exited; its exit code (255 when nobody recorded it)."""
+        name = self.resolve(name)
         runtime = self._runtime()
         while True:
             with setup.translated():
@@ -262,6 +282,7 @@ class Containers:
             raise errors.InvalidRequest("exec needs a command", exit_code=125)
         stdio = stdio or Stdio()
         with setup.translated(exit_code=125):
+            name = self._runtime().resolve(name)
             code = self._runtime().exec(
                 name,
                 command,
@@ -280,7 +301,8 @@ class Containers:
     def inspect(self, name: str) -> dict[str, Any]:
         """The container in the shape of ``docker inspect`` (the fields we have)."""
         with setup.translated():
-            return inspect_document(self._runtime().inspect(name))
+            runtime = self._runtime()
+            return inspect_document(runtime.inspect(runtime.resolve(name)))
 
     def list(self, *, all: bool = False) -> builtins.list[ContainerSummary]:
         """Running and paused containers; with ``all`` created and exited ones too."""
@@ -299,6 +321,7 @@ class Containers:
             tail = None
         runtime = self._runtime()
         with setup.translated():
+            name = runtime.resolve(name)
             runtime.inspect(name)
         path = runtime.store.path(name, "container.log")
         if not os.path.exists(path):
@@ -319,16 +342,18 @@ class Containers:
 
     def stats(self, names: builtins.list[str] | None = None) -> builtins.list[ContainerStats]:
         """One snapshot of the usage of running (and paused) containers, those of
-        ``names`` only when given."""
+        ``names`` (names, IDs or unique ID prefixes) only when given; unknown ones are left out."""
         runtime = self._runtime()
         rows: builtins.list[ContainerStats] = []
         with setup.translated():
+            if names:
+                names = [_resolved(runtime, name) for name in names]
             states = runtime.containers()
         for state in states:
             if state.status not in ("running", "paused") or (names and state.name not in names):
                 continue
             try:
-                usage = cgroups.new_cgroup(state.name, parent=runtime.cgroup_parent).stats()
+                usage = cgroups.new_cgroup(state.cgroup, parent=runtime.cgroup_parent).stats()
             except cgroups.CgroupError:
                 continue  # it exited meanwhile
             rows.append(
@@ -342,6 +367,14 @@ class Containers:
                 }
             )
         return rows
+
+
+def _resolved(runtime: Runtime, ref: str) -> str:
+    """``ref``'s name, or ``ref`` itself when it names no container (one to leave out)."""
+    try:
+        return runtime.resolve(ref)
+    except NoSuchContainer:
+        return ref
 
 
 def _entry(entry: Entry) -> LogEntry:

@@ -20,11 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler.runtime import cgroups, netns, process, spawn
-from reconciler.runtime.state import ContainerState, StateStore, process_start
+from reconciler.runtime.state import ContainerState, StateStore, new_id, process_start
 
 CGROUP_PARENT = "reconcile"
 #: Docker's rule for container names; they are also directory names here.
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}$")
+#: What may be (a prefix of) a container ID.
+_HEX = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 class ContainerError(Exception):
@@ -38,6 +40,10 @@ class NoSuchContainer(ContainerError):
 
 class ContainerConflict(ContainerError):
     """It exists already, or is in the wrong state for this verb."""
+
+
+class AmbiguousContainer(NoSuchContainer):
+    """An ID prefix that more than one container's ID starts with (Docker answers 404 too)."""
 
 
 class InvalidContainer(ContainerError):
@@ -76,8 +82,30 @@ class Runtime:
             os.mkdir(self.store.path(name))
         except FileExistsError:
             raise ContainerConflict(f"container {name!r} already exists") from None
-        self.store.write(ContainerState(name=name))
+        ident = new_id()
+        self.store.write(ContainerState(name=name, id=ident, cgroup=ident))
         return self.store.path(name)
+
+    def resolve(self, ref: str) -> str:
+        """The name of the container ``ref`` names, by Docker's rule: an exact name,
+        else a full ID, else the one ID that starts with ``ref``. NoSuchContainer
+        when none does, AmbiguousContainer when several IDs start with it. Only
+        front ends' references go through here: the reconcile loop's names are names."""
+        if ref and "/" not in ref and ref[0] != "." and self.store.read(ref) is not None:
+            return ref
+        if not ref or not _HEX.match(ref):
+            raise NoSuchContainer(f"no such container: {ref}")
+        matches = []
+        for state in self.store.read_all():
+            if state.id == ref:
+                return state.name
+            if state.id.startswith(ref):
+                matches.append(state.name)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise AmbiguousContainer(f"multiple containers match prefix {ref!r}: {', '.join(matches)}")
+        raise NoSuchContainer(f"no such container: {ref}")
 
     def create(
         self,
@@ -104,7 +132,7 @@ class Runtime:
         state = self.store.read(name)
         if state is None:
             self.reserve(name)
-            state = ContainerState(name=name)
+            state = self._require(name)
         elif state.spec:
             raise ContainerConflict(f"container {name!r} already exists")
         if netns_handle and "net" not in config.host_namespaces and config.netns is None:
@@ -123,8 +151,14 @@ class Runtime:
         self.store.write(state)
         return state
 
-    def _cgroup(self, name: str) -> cgroups.Cgroup:
-        return cgroups.new_cgroup(name, parent=self.cgroup_parent)
+    def _group(self, state: ContainerState) -> cgroups.Cgroup:
+        """The container's cgroup: named by its ID (as Docker's ``docker/<id>``), so
+        engines with different roots and the same parent never share one."""
+        return cgroups.new_cgroup(state.cgroup, parent=self.cgroup_parent)
+
+    def cgroup(self, name: str) -> cgroups.Cgroup:
+        """``name``'s cgroup (whether or not it exists now)."""
+        return self._group(self._require(name))
 
     def start(self, name: str) -> ContainerState:
         state = self._startable(name)
@@ -170,7 +204,10 @@ class Runtime:
         if not state.spec:
             raise ContainerConflict(f"container {name!r} was never fully created: remove it and create it again")
         # an earlier start killed half-way may have left a cgroup with processes in it
-        self._reap(name)
+        self._reap(state)
+        if state.cgroup != state.id:  # started before IDs existed: from now on in its ID's
+            state.cgroup = state.id
+            self.store.write(state)
         return state
 
     def run(
@@ -189,7 +226,7 @@ class Runtime:
         ``exited`` hears the exit code once it is final (recorded, or with ``remove``
         the container out of sight), before the removal's file deletion."""
         state = self._startable(name)
-        group = self._cgroup(name)
+        group = self._group(state)
         try:
             group.create()
             group.set(cgroups.Limits(**state.spec["limits"]))
@@ -214,7 +251,7 @@ class Runtime:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        state.oom_killed = self._reap(name)
+        state.oom_killed = self._reap(state)
         state.status, state.exit_code, state.finished_at = "exited", code, time.time()
         if remove:
             netns.remove(self.store.path(name, "netns"))
@@ -229,7 +266,7 @@ class Runtime:
         return code
 
     def _record_failure(self, state: ContainerState, exc: BaseException, *, remove: bool = False) -> None:
-        self._reap(state.name)
+        self._reap(state)
         if remove:
             self._forget(state.name)
             return
@@ -237,10 +274,11 @@ class Runtime:
         state.finished_at = time.time()
         self.store.write(state)
 
-    def _reap(self, name: str) -> bool:
+    def _reap(self, state: ContainerState) -> bool:
         """Kill whatever is left in the container's cgroup and remove it; whether the
         kernel OOM-killed something in it. Idempotent: no cgroup, nothing to do."""
-        group = self._cgroup(name)
+        name = state.name
+        group = self._group(state)
         if not group.exists():
             return False
         with contextlib.suppress(cgroups.CgroupError):
@@ -271,7 +309,7 @@ class Runtime:
             os.dup2(null, fd)
         os.close(null)
         try:
-            group = self._cgroup(state.name)
+            group = self._group(state)
             group.create()
             group.set(cgroups.Limits(**state.spec["limits"]))
             config = _config_from(state.spec)
@@ -303,6 +341,7 @@ class Runtime:
             os.close(ready)
             script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
             args = [self.root, state.name, str(started.outer_pid), str(out_r), str(err_r), self.cgroup_parent]
+            args.append(state.cgroup)
             os.execv(sys.executable, [sys.executable, "-S", "-I", script, *args])
         except BaseException as exc:
             # record first, then tell the engine: it reads the state as soon as it hears
@@ -328,7 +367,7 @@ class Runtime:
         ):
             # both gone and nobody recorded why: report it rather than pretend it runs
             state.status, state.error = "exited", "the container and its monitor are gone; exit code unknown"
-            state.oom_killed = self._reap(state.name)
+            state.oom_killed = self._reap(state)
             state.finished_at = state.finished_at or time.time()
             self.store.write(state)
         return state
@@ -400,17 +439,17 @@ class Runtime:
         if user:
             who = process.resolve_user(f"/proc/{state.pid}/root", user)
             config = config._replace(uid=who.uid, gid=who.gid, groups=who.groups)
-        return spawn.exec_in(state.pid, config, cgroup=self._cgroup(name), stdout=stdout, stderr=stderr, stdin=stdin)
+        return spawn.exec_in(state.pid, config, cgroup=self._group(state), stdout=stdout, stderr=stderr, stdin=stdin)
 
     def pause(self, name: str) -> None:
-        self._cgroup(name).freeze()
         state = self._require(name)
+        self._group(state).freeze()
         state.status = "paused"
         self.store.write(state)
 
     def unpause(self, name: str) -> None:
-        self._cgroup(name).thaw()
         state = self._require(name)
+        self._group(state).thaw()
         state.status = "running"
         self.store.write(state)
 
@@ -418,7 +457,7 @@ class Runtime:
         state = self.inspect(name)
         if state.status in ("running", "paused"):
             raise ContainerConflict(f"container {name!r} is {state.status}: stop it first")
-        self._reap(name)  # a start killed half-way may have left processes behind
+        self._reap(state)  # a start killed half-way may have left processes behind
         self._forget(name)
 
     def _forget(self, name: str) -> None:

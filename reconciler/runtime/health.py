@@ -368,7 +368,10 @@ def _kill_session(runtime: containers.Runtime, name: str, session: int) -> None:
     left: a probe's background processes, or one that changed its process group.
     Called while the helper (the session's leader) is still unreaped, so the
     session's number cannot meanwhile have become another process's."""
-    group = cgroups.new_cgroup(name, parent=runtime.cgroup_parent)
+    try:
+        group = runtime.cgroup(name)
+    except containers.NoSuchContainer:
+        return  # removed meanwhile, with every process in its cgroup
     for _ in range(500):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(session, signal.SIGKILL)  # members outside the cgroup: not yet joined

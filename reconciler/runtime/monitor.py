@@ -19,7 +19,8 @@ import time
 
 
 def main(argv: list[str]) -> int:
-    state_root, name, outer_pid, out_fd, err_fd, cgroup_parent = argv
+    state_root, name, outer_pid, out_fd, err_fd, cgroup_parent, *rest = argv
+    cgroup = rest[0] if rest else name  # the container's ID's group; its name's before IDs existed
     # While the container runs, only the log writer is needed: the rest is imported
     # once it exited, so the monitor stays small for the container's whole life.
     from reconciler.runtime import logs
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
 
     store = state.StateStore(state_root)
     code = os.waitstatus_to_exitcode(exited)
-    group = cgroups.new_cgroup(name, parent=cgroup_parent)
+    group = cgroups.new_cgroup(cgroup, parent=cgroup_parent)
     oom = False
     for _ in range(200):  # the namespace's other processes die with its pid 1, a moment later
         if not group.exists():

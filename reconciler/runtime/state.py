@@ -18,6 +18,21 @@ from typing import Any, Literal
 Status = Literal["created", "running", "paused", "exited"]
 
 
+def new_id() -> str:
+    """A container's ID: 64 hex characters, random as Docker's (its short form is the
+    first 12). Made once, at ``reserve``, and never changed."""
+    return os.urandom(32).hex()
+
+
+def legacy_id(name: str) -> str:
+    """The ID of a container recorded before containers had one: sha256 of its name.
+    Stable, so it is the same whether or not a later write records it, and it is the
+    ID the Docker API has been answering for such containers all along."""
+    import hashlib  # only states written before IDs existed pay for it
+
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 class ContainerState:
     """One container's record. A plain class (not a dataclass, whose import and
     class construction cost ``reconcile run`` about 10 ms); ``vars()`` is its JSON."""
@@ -38,8 +53,17 @@ class ContainerState:
         spec: dict[str, Any] | None = None,
         restart_count: int = 0,
         stopped_by_user: bool = False,
+        id: str = "",
+        cgroup: str = "",
     ) -> None:
         self.name = name
+        #: 64 hex characters, unique per host in practice: what an ID prefix resolves
+        #: against, and what everything the container has outside the root is named by.
+        self.id = id or legacy_id(name)
+        #: The cgroup (below the runtime's parent) its current or last process runs in:
+        #: its ID, or its name for a container started before IDs existed (found again
+        #: where it is until it starts anew).
+        self.cgroup = cgroup or name
         self.status: Status = status
         self.pid = pid
         self.pid_start = pid_start
@@ -57,7 +81,8 @@ class ContainerState:
         self.stopped_by_user = stopped_by_user
 
     def __repr__(self) -> str:
-        return f"ContainerState({self.name!r}, status={self.status!r}, pid={self.pid}, exit_code={self.exit_code})"
+        status, code = self.status, self.exit_code
+        return f"ContainerState({self.name!r}, {self.id[:12]}, status={status!r}, pid={self.pid}, exit_code={code})"
 
 
 def process_start(pid: int) -> int:

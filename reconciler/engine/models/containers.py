@@ -61,6 +61,7 @@ class ExecRequest(TypedDict, total=False):
 
 class ContainerRef(TypedDict):
     name: str
+    id: NotRequired[str]  # 64 hex characters (``create`` answers it; an older agent may not)
 
 
 class PortSummary(TypedDict):
@@ -78,6 +79,7 @@ class ContainerSummary(TypedDict):
 
     name: str
     status: str  # created, running, paused, exited
+    id: NotRequired[str]  # 64 hex characters, made at create; an older agent sends none
     pid: int
     exit_code: int | None
     image: str
@@ -130,7 +132,10 @@ class Stdio(NamedTuple):
 
 
 class ContainersAPI(Protocol):
-    """What every front end may do to containers. Names are container names.
+    """What every front end may do to containers. A container is named by its name,
+    its 64-hex ID or a prefix of the ID that no other container's ID starts with (Docker's
+    rule: an exact name first, then a full ID, then a unique prefix; an ambiguous prefix
+    is NotFound naming it). Results name it by its name.
 
     Lifecycle: ``create`` (status created) → ``start`` (running; a monitor outlives
     the caller and records the exit) → ``stop``/``kill`` (exited) → ``remove``.

@@ -2,8 +2,8 @@
 clients: ``docker network ls|create|inspect|rm|prune``, ``docker volume
 ls|create|inspect|rm|prune``, ``docker system df``, ``docker events --since --until``,
 and docker-py's ``networks.create/list`` and ``volumes.create/list``. The predefined
-``bridge``, ``host`` and ``none`` are listed as Docker's; what the engine cannot do
-(connecting a container after create) answers 501. Bridges, nftables tables and the
+``bridge``, ``host`` and ``none`` are listed as Docker's; connect and disconnect take
+compose's bodies. Bridges, nftables tables and the
 DNS daemon made here are gone afterwards."""
 
 from __future__ import annotations
@@ -148,19 +148,25 @@ def test_networks_with_the_docker_cli(agent: Agent) -> None:
     assert names(docker(agent, "network", "ls").stdout) == ["bridge", "host", "none"]
 
 
-def test_connecting_a_container_after_create_answers_501(agent: Agent) -> None:
+def test_connect_and_disconnect_over_the_raw_api(agent: Agent) -> None:
+    """The bodies docker-compose sends (the container by its Docker ID); the CLI's
+    own ``docker network connect`` is tested in test_network_connect.py."""
     image = agent.image()
     assert agent.cli("network", "create", "dn-one").returncode == 0
     assert agent.cli("network", "create", "dn-two").returncode == 0
     made = docker(agent, "create", "--name", "dn-c", "--network", "dn-one", image, "sleep", "60")
     assert made.returncode == 0, made.stderr
-    body = json.dumps({"Container": "dn-c"}).encode()
-    status, answer = raw(agent, "POST", "/v1.50/networks/dn-one/connect", body)
-    assert status == 200, answer  # already there: nothing to do
-    status, answer = raw(agent, "POST", "/v1.50/networks/dn-two/connect", body)
-    assert status == 501 and json.loads(answer)["message"].startswith("not implemented: connecting container dn-c")
-    status, answer = raw(agent, "POST", "/v1.50/networks/dn-two/disconnect", body)
-    assert status == 404, answer
+    ident = made.stdout.strip()
+    body = json.dumps({"Container": ident, "EndpointConfig": {"Aliases": ["dn-alias"]}}).encode()
+    status, answer = raw(agent, "POST", "/v1.41/networks/dn-two/connect", body)
+    assert status == 200, answer
+    status, answer = raw(agent, "POST", "/v1.41/networks/dn-two/connect", body)
+    assert status == 409 and b"endpoint with name dn-c already exists in network dn-two" in answer
+    disconnect = json.dumps({"Container": ident, "Force": False}).encode()
+    status, answer = raw(agent, "POST", "/v1.41/networks/dn-two/disconnect", disconnect)
+    assert status == 200, answer
+    status, answer = raw(agent, "POST", "/v1.41/networks/dn-two/disconnect", disconnect)
+    assert status == 409, answer
     status, answer = raw(agent, "POST", "/v1.50/networks/dn-one/connect", json.dumps({"Container": "nosuch"}).encode())
     assert status == 404 and json.loads(answer)["message"] == "No such container: nosuch"
 

@@ -1,5 +1,5 @@
 """Docker's network endpoints over ``engine.networks``: ls, inspect, create, rm,
-connect/disconnect (what the engine cannot do yet answers 501), prune.
+connect/disconnect, prune.
 
 The engine's networks have names, not IDs; a network's Docker ID is derived from
 its name and creation time (sha256), so it is stable for the network's life and a
@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from reconciler.dockerapi.context import DockerContext, Routes
-from reconciler.dockerapi.errors import DockerError, filters, json_body, json_response, not_implemented
+from reconciler.dockerapi.errors import DockerError, filters, json_body, json_response
 from reconciler.dockerapi.events import emit as emit_event
 from reconciler.dockerapi.ids import docker_id
 from reconciler.dockerapi.ids import resolve as resolve_container
 from reconciler.engine import errors
-from reconciler.engine.models.networks import NetworkCreateRequest, NetworkSummary
+from reconciler.engine.models.networks import NetworkConnectRequest, NetworkCreateRequest, NetworkSummary
+from reconciler.engine.networks import HOST_NETWORK_CONFLICT, NO_NETWORK_CONFLICT
 
 if TYPE_CHECKING:
     from reconciler.engine.core import Engine
@@ -257,39 +258,90 @@ async def remove_network(request: web.Request, context: DockerContext) -> web.St
     return web.Response(status=204)
 
 
-def _attached(engine: Engine, network_ref: str, container_ref: str) -> tuple[str, str, bool]:
-    """(network name, container name, whether the container is on that network)."""
-    network = find(all_networks(engine), network_ref)["Name"]
-    name = resolve_container(container_ref, engine.containers.list(all=True))
-    doc = engine.containers.inspect(name)
-    networks = (doc.get("NetworkSettings") or {}).get("Networks") or {}
-    return network, name, network in networks
+def _container_and_network(engine: Engine, network_ref: str, container_ref: str) -> tuple[dict[str, Any], str, str]:
+    """(the network's document, the container's engine name, its Docker ID): the
+    container may be given by name, full ID or unique ID prefix."""
+    doc = find(all_networks(engine), network_ref)
+    containers = engine.containers.list(all=True)
+    name = resolve_container(container_ref, containers)
+    ident = next((docker_id(info) for info in containers if info.get("name") == name), docker_id({"name": name}))
+    return doc, name, ident
+
+
+def _refuse_predefined(network: str) -> None:
+    """Docker's words for the networks that are not bridges: a container's namespace
+    is the host's or its own loopback-only one for its whole life."""
+    if network == "host":
+        raise DockerError(409, HOST_NETWORK_CONFLICT)
+    if network == "none":
+        raise DockerError(409, NO_NETWORK_CONFLICT)
+
+
+def connect_request(body: dict[str, Any]) -> tuple[str, NetworkConnectRequest]:
+    """The container reference and the engine's request from Docker's connect body
+    (``EndpointConfig``: ``Aliases`` and ``IPAMConfig.IPv4Address``; links, IPv6 and
+    driver options are not supported and are ignored when empty)."""
+    container = body.get("Container")
+    if not isinstance(container, str) or not container:
+        raise DockerError(400, "Container is required")
+    endpoint = body.get("EndpointConfig") or {}
+    if not isinstance(endpoint, dict):
+        raise DockerError(400, "EndpointConfig: a JSON object")
+    aliases = endpoint.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise DockerError(400, "EndpointConfig.Aliases: a list of strings")
+    ipam = endpoint.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict):
+        raise DockerError(400, "EndpointConfig.IPAMConfig: a JSON object")
+    if ipam.get("IPv6Address"):
+        raise DockerError(400, "IPv6 addresses are not supported")
+    request: NetworkConnectRequest = {"container": container, "aliases": [a for a in aliases if a]}
+    if ipam.get("IPv4Address"):
+        request["ip"] = str(ipam["IPv4Address"])
+    return container, request
+
+
+def _connect(
+    engine: Engine, network_ref: str, container_ref: str, request: NetworkConnectRequest
+) -> tuple[str, str, str]:
+    doc, name, ident = _container_and_network(engine, network_ref, container_ref)
+    _refuse_predefined(doc["Name"])
+    engine.networks.connect(doc["Name"], {**request, "container": name})
+    return doc["Name"], find(all_networks(engine), doc["Name"])["Id"], ident
 
 
 async def connect(request: web.Request, context: DockerContext) -> web.StreamResponse:
-    """Joining a network after create: the engine wires all of a container's networks
-    at start, in one go, and cannot add one later yet (``engine/networks.py``). A
-    container already on the network is answered 200, so a client making sure of it
-    (docker-compose before every start) goes on."""
+    """``docker network connect``: the container (running or not) gets the next free
+    ``ethN`` on the network, its other networks as they are."""
     body = await json_body(request, required=True)
-    container = body.get("Container")
-    if not isinstance(container, str) or not container:
-        raise DockerError(400, "Container is required")
-    network, name, attached = await context.call(_attached, context.engine, request.match_info["id"], container)
-    if attached:
-        return web.Response(status=200)
-    raise not_implemented(f"connecting container {name} to network {network} after it was created")
+    container, wanted = connect_request(body)
+    network, network_ident, ident = await context.call(
+        _connect, context.engine, request.match_info["id"], container, wanted
+    )
+    emit_event(context, "network", "connect", network_ident, {"container": ident, "name": network, "type": "bridge"})
+    return web.Response(status=200)
+
+
+def _disconnect(engine: Engine, network_ref: str, container_ref: str, force: bool) -> tuple[str, str, str]:
+    doc, name, ident = _container_and_network(engine, network_ref, container_ref)
+    _refuse_predefined(doc["Name"])
+    engine.networks.disconnect(doc["Name"], {"container": name, "force": force})
+    return doc["Name"], doc["Id"], ident
 
 
 async def disconnect(request: web.Request, context: DockerContext) -> web.StreamResponse:
+    """``docker network disconnect [-f]``: the container leaves the network (its
+    interface, address and DNS names), its other networks as they are."""
     body = await json_body(request, required=True)
     container = body.get("Container")
     if not isinstance(container, str) or not container:
         raise DockerError(400, "Container is required")
-    network, name, attached = await context.call(_attached, context.engine, request.match_info["id"], container)
-    if not attached:
-        raise DockerError(404, f"container {name} is not connected to network {network}")
-    raise not_implemented(f"disconnecting container {name} from network {network}")
+    force = bool(body.get("Force"))
+    network, network_ident, ident = await context.call(
+        _disconnect, context.engine, request.match_info["id"], container, force
+    )
+    emit_event(context, "network", "disconnect", network_ident, {"container": ident, "name": network, "type": "bridge"})
+    return web.Response(status=200)
 
 
 def _prune(context: DockerContext, wanted: dict[str, list[str]]) -> dict[str, Any]:

@@ -166,8 +166,12 @@ class Networks:
         store = self._engine.wiring.runtime().store
         with self._engine.locks.hold("container", container), self._engine.locks.hold("network", name):
             with _translated():
-                record = self._get(manager, name)
+                if name != DEFAULT_NETWORK:
+                    self._get(manager, name)
                 state = _wirable(store, container)
+                if name == DEFAULT_NETWORK:
+                    manager.ensure_default()  # made on first use, as ``run --network bridge`` does
+                record = self._get(manager, name)
                 if ip is not None and ipaddress.IPv4Address(ip) not in record.subnet:
                     raise errors.InvalidRequest(f"invalid address {ip}: not in network {name}'s subnet {record.subnet}")
                 from reconciler.network.manager import Attachment

@@ -270,3 +270,36 @@ def test_docker_network_connect_and_disconnect(agent: Agent) -> None:
     again = docker(agent, "network", "disconnect", "nc-b", "nc-c")
     assert again.returncode == 1 and "is not connected to network nc-b" in again.stderr
     assert docker(agent, "rm", "-f", "nc-c").returncode == 0
+
+
+def test_published_ports_and_the_default_route_follow_the_first_network(
+    net: dict[str, str], in_process: Engine
+) -> None:
+    from reconciler.network.manager import rule_owner
+    from tests.registry_fixtures import free_port
+
+    port = free_port()
+    ok(reconcile(net, "network", "create", "nc-a", "--subnet", "10.233.81.0/24"))
+    ok(reconcile(net, "network", "create", "nc-b", "--subnet", "10.233.82.0/24"))
+    in_process.containers.run(
+        {"image": IMAGE, "name": "nc-c", "networks": ["nc-a"], "publish": [f"{port}:80"], "command": ["sleep", "300"]},
+        detach=True,
+    )
+    firewall = in_process.wiring.network_manager().firewall
+
+    def targets() -> set[str]:
+        return {str(rule.published.container_ip) for rule in firewall.rules(rule_owner("nc-c")) if rule.published}
+
+    assert targets() == {address_of(net, "nc-a", "nc-c")}
+    ok(reconcile(net, "network", "connect", "nc-b", "nc-c"))
+    assert targets() == {address_of(net, "nc-a", "nc-c")}  # still the first network's
+    second = address_of(net, "nc-b", "nc-c")
+    assert "default via 10.233.81.1 dev eth0" in reconcile(net, "exec", "nc-c", "ip", "route").stdout
+    ok(reconcile(net, "network", "disconnect", "nc-a", "nc-c"))
+    assert targets() == {second}  # moved to the address left
+    assert "default via 10.233.82.1 dev eth1" in reconcile(net, "exec", "nc-c", "ip", "route").stdout
+    ok(reconcile(net, "network", "disconnect", "nc-b", "nc-c"))
+    assert targets() == set()  # no address, no published port
+    ok(reconcile(net, "network", "connect", "nc-a", "nc-c"))  # back as eth0, ports and route with it
+    assert targets() == {address_of(net, "nc-a", "nc-c")}
+    assert "default via 10.233.81.1 dev eth0" in reconcile(net, "exec", "nc-c", "ip", "route").stdout

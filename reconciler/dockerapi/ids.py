@@ -1,8 +1,10 @@
 """Docker container ids: 64 hex characters, accepted with a name or a unique prefix.
 
-Until the engine gives every container an id of its own (``id`` in its inspect and
-list results), it is derived from the name (sha256): stable for the container's
-life, one function to change."""
+The engine gives every container an ID at create (``id`` in its list rows and
+recorded states, ``Id`` in its inspect document); one recorded before IDs existed
+has the sha256 of its name, which the engine's state answers too. The sha256 here is
+for a caller that only knows a name (``{"name": ...}``) and is right for those
+containers only: look a container up to get its real ID."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from reconciler.dockerapi.errors import DockerError
 
 
 def docker_id(info: Mapping[str, Any]) -> str:
-    """The Docker id of a container, from its engine inspect or list entry."""
+    """The Docker id of a container, from its engine inspect or list entry (or state)."""
     value = info.get("id") or info.get("Id")
     if isinstance(value, str) and value:
         return value

@@ -627,3 +627,17 @@ def test_blob_redirects_are_followed_without_credentials(tmp_path, cfg) -> None:
         assert pull(store, f"{fake.host}/org/app:1", config=cfg, unpack=False).id == image.id
     assert storage.count("GET", "/storage/") == 1 + len(image.layers)
     assert all(auth == "" for _, _, auth in storage.requests)  # the token stays with its registry
+
+
+def test_the_registry_client_reads_bodies_a_megabyte_at_a_time() -> None:
+    """``distribution.client`` tunes httpcore's read size (a class attribute): an
+    httpcore that stopped reading it would silently bring back 64 KiB reads."""
+    import inspect
+
+    import httpcore
+    import httpcore._sync.http11
+
+    import reconciler.images.distribution.client  # noqa: F401  (sets it)
+
+    assert httpcore.HTTP11Connection.READ_NUM_BYTES == 1 << 20
+    assert "self.READ_NUM_BYTES" in inspect.getsource(httpcore._sync.http11)

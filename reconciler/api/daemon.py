@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             tcp.close()
         lock.close()
         return EXIT_FAILED
-    engine = Engine(EngineConfig(args.root, args.cgroup_parent))
+    engine = Engine(EngineConfig(args.root, args.cgroup_parent, unpack_after_pull=True))
     engine.host = f"unix://{args.socket}"
     try:
         asyncio.run(_serve(args, engine, unix, tcp, tls, docker))

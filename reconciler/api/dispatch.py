@@ -18,6 +18,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
@@ -246,15 +247,18 @@ async def stream_progress(
 ) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    batch = _Batch(loop, queue)
 
     def progress(event: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, _line({"progress": event}))
+        batch.add(_line({"progress": event}))
 
     def work() -> None:
         try:
             result = function(progress=progress, **kwargs)
+            batch.flush()
             loop.call_soon_threadsafe(queue.put_nowait, _line({"result": result}))
         except errors.EngineError as exc:
+            batch.flush()
             loop.call_soon_threadsafe(queue.put_nowait, _line({"error": exc.to_wire()}))
         except Exception as exc:
             import logging
@@ -281,6 +285,35 @@ async def stream_progress(
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
     return response
+
+
+class _Batch:
+    """Progress lines from worker threads, handed to the event loop in batches: one
+    wake-up of the loop per batch, not per line. A pull's four download threads
+    report hundreds of times a second; a wake-up each (``call_soon_threadsafe``)
+    cost the loop thread the GIL as often, slowing the very transfer it reports."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
+        self._loop, self._queue = loop, queue
+        self._lines: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def add(self, line: bytes) -> None:
+        with self._lock:
+            self._lines.append(line)
+            if len(self._lines) > 1:
+                return  # a hand-over is already scheduled
+        self._loop.call_soon_threadsafe(self._hand_over)
+
+    def flush(self) -> None:
+        """Schedule what is pending now (before the final line), in order."""
+        self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if lines:
+            self._queue.put_nowait(b"".join(lines))
 
 
 async def download(

@@ -95,4 +95,6 @@ class Engine:
         return Events(self)
 
     def close(self) -> None:
+        if "images" in self.__dict__:  # built (a cached_property): its background unpacks finish first
+            self.images.close()
         self.wiring.close()

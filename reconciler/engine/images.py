@@ -31,6 +31,8 @@ from reconciler.engine import errors
 from reconciler.engine.models import images as models
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from reconciler.engine.core import Engine
     from reconciler.images.distribution import ProgressEvent, RegistryConfig, RegistryError
     from reconciler.images.store import Image, ImageStore
@@ -171,6 +173,8 @@ class Images:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._store_lock = _StoreLock()
+        self._unpacking_guard = threading.Lock()
+        self._unpacking: ThreadPoolExecutor | None = None
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Hold while adding content to the store outside these operations (the
@@ -290,10 +294,16 @@ class Images:
             if shown is not None:
                 shown(event)
 
+        later = self.engine.config.unpack_after_pull
         with self._hold(reference), self._store_lock.shared():
             try:
                 image = distribution.pull(
-                    self._store(), reference, platform=wanted, progress=callback, config=registry_config()
+                    self._store(),
+                    reference,
+                    platform=wanted,
+                    progress=callback,
+                    config=registry_config(),
+                    unpack=not later,
                 )
             except distribution.RegistryError as exc:
                 raise registry_error(exc) from None
@@ -301,7 +311,41 @@ class Images:
                 raise errors.InvalidRequest(f"pull {reference}: {exc}") from None
             finally:
                 self.engine.notify("pulled", bytes=sum(downloaded.values()))
+        if later:
+            self._unpack_soon(image)
         return self._summary(normalize(reference), image)
+
+    def _unpack_soon(self, image: Image) -> None:
+        """Unpack ``image``'s layers in the background, one image at a time, holding
+        the store shared (a prune waits for it). A container made meanwhile unpacks
+        what it needs itself (``ImageStore.snapshot``; two unpacks of one layer end
+        in one snapshot). A layer that cannot be unpacked is logged here and is the
+        error of the first ``run`` of the image, naming the layer and the cause."""
+        with self._unpacking_guard:
+            if self._unpacking is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._unpacking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack")
+            self._unpacking.submit(self._unpack, image)
+
+    def _unpack(self, image: Image) -> None:
+        import logging
+
+        from reconciler.images.store import ImageError
+
+        try:
+            with self._store_lock.shared():
+                self._store().lower_dirs(image)
+        except (ImageError, OSError) as exc:
+            logging.getLogger("reconcile.images").warning("image %s: unpacking its layers failed: %s", image.id, exc)
+
+    def close(self) -> None:
+        """Let background unpacks finish (an unpack cut short leaves a temporary
+        directory, which the next unpack of that layer replaces)."""
+        with self._unpacking_guard:
+            unpacking, self._unpacking = self._unpacking, None
+        if unpacking is not None:
+            unpacking.shutdown(wait=True)
 
     def push(self, reference: str, *, progress: models.Progress | None = None) -> models.PushResult:
         from reconciler.images import distribution

@@ -30,6 +30,10 @@ class EngineConfig(NamedTuple):
 
     root: str = DEFAULT_ROOT
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
+    #: A long-lived engine (the agent) answers a pull once the blobs are verified and
+    #: stored, and unpacks the layers right after, in the background; a one-shot CLI
+    #: process unpacks before it returns (nothing of it would be there to do it later).
+    unpack_after_pull: bool = False
 
     @classmethod
     def from_environment(cls, root: str | None = None, cgroup_parent: str | None = None) -> EngineConfig:

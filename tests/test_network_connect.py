@@ -22,11 +22,12 @@ import pytest
 from reconciler.engine import errors
 from reconciler.engine.core import Engine
 from reconciler.engine.wiring import EngineConfig
+from reconciler.network import links
+from reconciler.network.manager import table_for
 from tests import agent_fixtures
 from tests.agent_fixtures import Agent, make_agent
+from tests.test_cli_containers import assert_no_mounts_under, busybox_tarball, reconcile
 from tests.test_cli_containers import engine as engine  # a fixture, used by name
-from tests.test_cli_containers import reconcile
-from tests.test_cli_networks import net as net  # a fixture, used by name
 from tests.test_cli_networks import nft_tables, our_links
 from tests.test_docker_images import docker, needs_docker
 
@@ -35,6 +36,47 @@ pytestmark = pytest.mark.requires_root
 agents = agent_fixtures.agents  # the fixture
 
 IMAGE = "net:1"  # the ``net`` fixture's: busybox with nc, nslookup and ip
+NETWORKS = ("bridge", "nc-a", "nc-b")
+CONTAINERS = ("nc-c", "nc-d", "nc-peer", "nc-srv", "nc-none", "nc-host")
+
+
+def links_of(root: Path) -> set[str]:
+    """The links of ``root`` that exist, bridges and host veths (other tests on the
+    host make and remove links of their own meanwhile)."""
+    key = f"{root.resolve()}\0{{}}".format
+    names = {links.bridge_name(key(network)) for network in NETWORKS}
+    names |= {links.host_veth_name(key(container), network) for container in CONTAINERS for network in NETWORKS}
+    return names & our_links()
+
+
+@pytest.fixture
+def net(engine: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The engine with an image that has nc, nslookup and ip; afterwards its
+    containers and networks are gone, with their links, rules, leases and DNS daemon."""
+    import tarfile
+
+    tarball = busybox_tarball(tmp_path / "busybox.tar")
+    with tarfile.open(tarball, "a") as archive:
+        for applet in ("nc", "nslookup", "ip"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(link)
+    ok(reconcile(engine, "image", "import", str(tarball), IMAGE))
+    root = Path(engine["RECONCILE_ROOT"])
+    try:
+        yield engine
+    finally:
+        for container in json.loads(reconcile(engine, "ps", "-a", "-o", "json").stdout or "[]"):
+            reconcile(engine, "rm", "-f", container["name"])
+        reconcile(engine, "network", "prune")
+        reconcile(engine, "network", "rm", "bridge")
+        assert links_of(root) == set(), "links left behind"
+        assert table_for(str(root)) not in nft_tables(), "nftables table left behind"
+        assert not (root / "dns.pid").exists()
+        if (root / "state.db").exists():
+            with sqlite3.connect(root / "state.db") as db:
+                assert db.execute("SELECT count(*) FROM leases").fetchone() == (0,), "leases left behind"
+        assert_no_mounts_under(root)
 
 
 def ok(result: object) -> None:
@@ -197,9 +239,8 @@ def test_the_errors_are_dockers(net: dict[str, str], in_process: Engine) -> None
 
 @pytest.fixture
 def agent(agents: list[Agent], tmp_path: Path) -> Iterator[Agent]:
-    """An agent; its containers and networks are removed afterwards, and the host is
-    left with the links and nftables tables it had."""
-    links_before, tables_before = our_links(), nft_tables()
+    """An agent; its containers and networks are removed afterwards, with their links,
+    nftables table and DNS daemon."""
     made = make_agent(agents, tmp_path / "agent")
     try:
         yield made
@@ -209,8 +250,8 @@ def agent(agents: list[Agent], tmp_path: Path) -> Iterator[Agent]:
         made.cli("network", "prune")
         made.cli("network", "rm", "bridge")
         made.stop()
-        assert our_links() == links_before, "links left behind"
-        assert nft_tables() == tables_before, "nftables tables left behind"
+        assert links_of(made.root) == set(), "links left behind"
+        assert table_for(str(made.root)) not in nft_tables(), "nftables table left behind"
         assert not (made.root / "dns.pid").exists()
 
 

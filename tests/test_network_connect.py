@@ -344,3 +344,34 @@ def test_published_ports_and_the_default_route_follow_the_first_network(
     ok(reconcile(net, "network", "connect", "nc-a", "nc-c"))  # back as eth0, ports and route with it
     assert targets() == {address_of(net, "nc-a", "nc-c")}
     assert "default via 10.233.81.1 dev eth0" in reconcile(net, "exec", "nc-c", "ip", "route").stdout
+
+
+def test_the_docker_sdk_for_python_connects_and_disconnects(agent: Agent) -> None:
+    import docker as docker_sdk
+
+    image = agent.image()
+    client = docker_sdk.DockerClient(base_url=f"unix://{agent.docker_socket}", timeout=60)
+    try:
+        first = client.networks.create(
+            "nc-a", ipam=docker_sdk.types.IPAMConfig(pool_configs=[docker_sdk.types.IPAMPool(subnet="10.233.83.0/24")])
+        )
+        second = client.networks.create(
+            "nc-b", ipam=docker_sdk.types.IPAMConfig(pool_configs=[docker_sdk.types.IPAMPool(subnet="10.233.84.0/24")])
+        )
+        container = client.containers.create(image, ["sleep", "300"], name="nc-c", network="nc-a")
+        second.connect(container, aliases=["py"], ipv4_address="10.233.84.20")
+        container.reload()
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        assert set(networks) == {"nc-a", "nc-b"} and networks["nc-b"]["IPAddress"] == "10.233.84.20"
+        second.reload()
+        assert [c.name for c in second.containers] == ["nc-c"]
+        with pytest.raises(docker_sdk.errors.APIError, match="already exists in network nc-b"):
+            second.connect(container)
+        second.disconnect(container, force=True)
+        container.reload()
+        assert set(container.attrs["NetworkSettings"]["Networks"]) == {"nc-a"}
+        container.remove(force=True)
+        first.remove()
+        second.remove()
+    finally:
+        client.close()

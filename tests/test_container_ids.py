@@ -55,7 +55,7 @@ def test_reserve_makes_a_random_id_and_the_cgroup_is_named_by_it(tmp_path: Path)
 
 def test_a_name_a_full_id_or_a_unique_prefix_resolves_to_the_name(tmp_path: Path) -> None:
     runtime = Runtime(str(tmp_path))
-    names = [f"c{i}" for i in range(17)]  # 17 IDs over 16 first digits: two share one
+    names = [f"n{i}" for i in range(17)]  # not hex (no name is an ID prefix); 17 IDs, 16 first digits
     for name in names:
         runtime.reserve(name)
     ids = {name: runtime.store.read(name).id for name in names}  # type: ignore[union-attr]
@@ -67,7 +67,7 @@ def test_a_name_a_full_id_or_a_unique_prefix_resolves_to_the_name(tmp_path: Path
     shared = next(i[0] for i in ids.values() if sum(j.startswith(i[0]) for j in ids.values()) > 1)
     with pytest.raises(AmbiguousContainer, match=f"multiple containers match prefix '{shared}'"):
         runtime.resolve(shared)
-    for unknown in ("nope", "g", "", "../c1", "ABC"):
+    for unknown in ("nope", "g", "", "../n1", "ABC"):
         with pytest.raises(NoSuchContainer):
             runtime.resolve(unknown)
 
@@ -136,6 +136,12 @@ def test_every_verb_takes_an_id_or_a_unique_prefix(engine: Engine) -> None:
     assert containers.remove(ident[:12]) == {"name": "web"}
     with pytest.raises(errors.NotFound):
         containers.inspect(ident)
+    runtime = engine.wiring.runtime()
+    for i in range(17):  # 17 IDs over 16 first digits: two share one
+        runtime.reserve(f"half-{i}")
+    shared = next(s.id[0] for s in runtime.containers() if sum(t.id[0] == s.id[0] for t in runtime.containers()) > 1)
+    with pytest.raises(errors.NotFound, match=f"multiple containers match prefix '{shared}'"):
+        containers.stop(shared)
 
 
 # --- two roots on one host ----------------------------------------------------------------
@@ -226,3 +232,43 @@ def test_two_roots_run_containers_of_the_same_name_side_by_side(two: tuple[Engin
     assert not veths & our_links()
     a.networks.remove("ids-net")
     b.networks.remove("ids-net")
+
+
+# --- the CLI, in-process and through an agent -------------------------------------------------
+
+
+@pytest.mark.requires_root
+def test_the_cli_names_containers_by_id_in_process_and_through_the_agent(tmp_path: Path) -> None:
+    from tests.agent_fixtures import Agent
+
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    agent = Agent(tmp_path / "agent")
+    try:
+        agent.start()
+        image = agent.image()
+        for name in ("web", "db"):
+            ran = agent.cli("run", "-d", "--name", name, image, "sh", "-c", f"echo {name}; exec sleep 60")
+            assert ran.returncode == 0, ran.stderr
+        ids: dict[str, str] = {}
+        listed = agent.cli("ps", "--format", "{{.ID}} {{.Names}}")
+        assert listed.returncode == 0, listed.stderr
+        short = dict(reversed(line.split()) for line in listed.stdout.splitlines())  # name → short ID
+        assert set(short) == {"web", "db"} and all(re.fullmatch(r"[0-9a-f]{12}", s) for s in short.values())
+        table = agent.cli("ps").stdout.splitlines()
+        assert table[0].startswith("CONTAINER ID") and any(line.startswith(short["web"]) for line in table[1:])
+        for remote in (True, False):  # through the agent, then in-process on the same root
+            document = json.loads(agent.cli("inspect", short["web"], remote=remote).stdout)
+            ids["web"] = document[0]["Id"] if isinstance(document, list) else document["Id"]
+            assert ids["web"].startswith(short["web"]) and HEX64.match(ids["web"])
+            logs = agent.cli("logs", ids["web"][:8], remote=remote)
+            assert (logs.returncode, logs.stdout) == (0, "web\n"), logs.stderr
+            executed = agent.cli("exec", short["db"], "echo", "in db", remote=remote)
+            assert (executed.returncode, executed.stdout) == (0, "in db\n"), executed.stderr
+        missing = agent.cli("logs", "f" * 64)
+        assert missing.returncode != 0 and "no such container" in missing.stderr.lower()
+        assert agent.cli("stop", "-t", "0", short["web"]).returncode == 0
+        assert agent.cli("rm", ids["web"]).returncode == 0
+        assert agent.cli("rm", "-f", short["db"], remote=False).returncode == 0
+        assert agent.cli("ps", "-a", "-q").stdout == ""
+    finally:
+        agent.cleanup()

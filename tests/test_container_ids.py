@@ -272,3 +272,21 @@ def test_the_cli_names_containers_by_id_in_process_and_through_the_agent(tmp_pat
         assert agent.cli("ps", "-a", "-q").stdout == ""
     finally:
         agent.cleanup()
+
+
+@pytest.mark.requires_root
+def test_a_container_made_before_ids_starts_in_its_ids_cgroup(engine: Engine) -> None:
+    engine.containers.create(request("sleep", "60", name="old"))
+    path = Path(engine.config.root, "containers", "old", "state.json")
+    document = json.loads(path.read_text())
+    del document["id"], document["cgroup"]  # as an engine before IDs wrote it
+    path.write_text(json.dumps(document))
+    legacy = hashlib.sha256(b"old").hexdigest()
+    assert engine.containers.list(all=True)[0]["id"] == legacy
+    engine.containers.start(legacy[:12])
+    state = engine.wiring.runtime().inspect("old")
+    assert (state.id, state.cgroup) == (legacy, legacy)  # from its first start on, in its ID's cgroup
+    assert state.pid in cgroups.new_cgroup(legacy, parent=engine.config.cgroup_parent).pids()
+    engine.containers.remove(legacy, force=True)
+    assert not cgroups.new_cgroup(legacy, parent=engine.config.cgroup_parent).exists()
+    assert engine.containers.list(all=True) == []

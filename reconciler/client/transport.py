@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import socket
     import ssl
 
+    from reconciler.client import http1
+
 #: Upload bodies are sent in pieces of this size.
 CHUNK = 1 << 16
 
@@ -167,9 +169,11 @@ class Transport:
         body: bytes | IO[bytes] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> http.client.HTTPResponse:
+    ) -> http.client.HTTPResponse | http1.Response:
         """Send one request and return the response once its headers arrived; an
         error status is raised as its ``EngineError``."""
+        if self.socket_path is not None and (body is None or isinstance(body, bytes)):
+            return self._open_unix(method, path, body, dict(headers or {}), timeout)
         connection = self.connection(timeout)
         headers = dict(headers or {})
         try:
@@ -191,11 +195,33 @@ class Transport:
         if response.status >= 400:
             raw = response.read()
             connection.close()
+            _raise_error(raw, response.status)
+        return response
+
+    def _open_unix(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float | None
+    ) -> http1.Response:
+        """``open`` over the agent's UNIX socket with ``client.http1``: no
+        ``http.client`` (nor the ``ssl`` and ``email`` it imports) in the process."""
+        from reconciler.client import http1
+
+        assert self.socket_path is not None
+        timeout = self.timeout if timeout is None else timeout
+        sock = None
+        try:
+            sock = _raw_unix_socket(self.socket_path, timeout)
+            response = http1.request(sock, method, path, body, headers)
+        except OSError as exc:  # ConnectionError, TimeoutError, FileNotFoundError, ...
+            if sock is not None:
+                sock.close()
+            raise errors.Unavailable(f"cannot reach the agent at {self.host}: {exc.strerror or exc}") from None
+        if response.status >= 400:
             try:
-                document: Any = json.loads(raw)
-            except ValueError:
-                document = raw.decode(errors="replace")
-            raise errors.from_wire(document, status=response.status)
+                raw = response.read()
+            except OSError:
+                raw = b""
+            response.close()
+            _raise_error(raw, response.status)
         return response
 
     # --- requests from the route table -------------------------------------
@@ -228,7 +254,9 @@ class Transport:
             path += "?" + urlencode(query)
         return route, path, body, headers
 
-    def _send(self, op: str, kwargs: dict[str, Any], timeout: float | None = None) -> http.client.HTTPResponse:
+    def _send(
+        self, op: str, kwargs: dict[str, Any], timeout: float | None = None
+    ) -> http.client.HTTPResponse | http1.Response:
         route, path, body, headers = self._request(op, kwargs)
         try:
             return self.open(route.method, path, body=body, headers=headers, timeout=timeout)
@@ -264,14 +292,12 @@ class Transport:
 
     def download(self, op: str, destination: IO[bytes], **kwargs: Any) -> None:
         """A ``download`` route: the body into ``destination``."""
-        import http.client
-
         response = self._send(op, kwargs, timeout=None)
         with response:
             try:
                 while chunk := response.read(CHUNK):
                     destination.write(chunk)
-            except http.client.IncompleteRead:
+            except _cut_errors():
                 raise errors.Unavailable(f"the agent at {self.host} ended the download early") from None
 
     def attach(self, op: str, stdio: Any, **kwargs: Any) -> int:
@@ -285,9 +311,24 @@ class Transport:
         return attach.run(self, route.method, path, body or b"", stdio=stdio, tty=bool(request.get("tty")))
 
 
-def _json_lines(response: http.client.HTTPResponse, host: str) -> Iterator[Any]:
-    import http.client
+def _raise_error(raw: bytes, status: int) -> None:
+    try:
+        document: Any = json.loads(raw)
+    except ValueError:
+        document = raw.decode(errors="replace")
+    raise errors.from_wire(document, status=status)
 
+
+def _cut_errors() -> tuple[type[BaseException], ...]:
+    """What a response cut short raises: ``ConnectionError`` (``client.http1``), and
+    ``http.client.IncompleteRead`` when that module is in use."""
+    import sys
+
+    client = sys.modules.get("http.client")
+    return (ConnectionError,) if client is None else (ConnectionError, client.IncompleteRead)
+
+
+def _json_lines(response: http.client.HTTPResponse | http1.Response, host: str) -> Iterator[Any]:
     try:
         for line in response:
             if not line.strip():
@@ -296,7 +337,7 @@ def _json_lines(response: http.client.HTTPResponse, host: str) -> Iterator[Any]:
             if isinstance(item, dict) and set(item) == {"error"}:
                 raise errors.from_wire(item["error"])
             yield item
-    except (http.client.IncompleteRead, ConnectionError) as exc:
+    except _cut_errors() as exc:
         raise errors.Unavailable(f"the stream from the agent at {host} was cut: {exc}") from None
     # Iterating a chunked response ends quietly when the connection is cut (its peek
     # swallows the error); a stream that ended properly has read its last chunk,

@@ -14,6 +14,10 @@ import pytest
 from reconciler.client import http1
 from reconciler.client.transport import Transport, _json_lines
 from reconciler.engine import errors
+from tests import agent_fixtures
+from tests.agent_fixtures import make_agent
+
+agents = agent_fixtures.agents  # the fixture
 
 
 def _serve(raw: bytes) -> socket.socket:
@@ -66,8 +70,6 @@ def test_garbage_instead_of_http_is_refused() -> None:
 
 @pytest.mark.requires_root
 def test_the_cli_through_the_agent_never_imports_http_client(agents, tmp_path) -> None:
-    from tests.agent_fixtures import make_agent
-
     agent = make_agent(agents, tmp_path / "a")
     agent.image()
     code = (
@@ -91,8 +93,3 @@ def test_the_cli_through_the_agent_never_imports_http_client(agents, tmp_path) -
         assert result.returncode == 0, (command, result.stderr)
     with pytest.raises(errors.NotFound):
         Transport(agent.host).call("containers.inspect", name="nosuch")
-
-
-from tests import agent_fixtures  # noqa: E402
-
-agents = agent_fixtures.agents  # the fixture

@@ -233,7 +233,7 @@ async def attach(request: web.Request, context: DockerContext) -> web.StreamResp
             if (extra.get("Config") or {}).get("OpenStdin"):
                 return await _attach_interactive(request, context, name, tty=tty)
         stream = await streams.hijack(request, tty=tty)
-        reader = asyncio.ensure_future(_drain_input(stream, cancelled))
+        reader = asyncio.ensure_future(_drain_input(request, stream, cancelled))
         try:
             async for entry in follow.entries(context, name, follow=live, since_ns=since, cancelled=cancelled):
                 if want.get(entry.stream):
@@ -293,11 +293,12 @@ async def _attach_interactive(
     return stream.response
 
 
-async def _drain_input(stream: Any, cancelled: threading.Event) -> None:
-    """The client's input: dropped (containers here have no stdin). A full close is
-    noticed by the write that fails; a half-close is no reason to stop."""
+async def _drain_input(request: web.Request, stream: Any, cancelled: threading.Event) -> None:
+    """The client's input: dropped (this container's stdin is not ours). Its end is no
+    reason to stop (a half-close); a connection gone is."""
     while await stream.read():
         pass
+    await follow.watch_client(request, cancelled)
 
 
 async def logs(request: web.Request, context: DockerContext) -> web.StreamResponse:
@@ -318,6 +319,7 @@ async def logs(request: web.Request, context: DockerContext) -> web.StreamRespon
     )
     await response.prepare(request)
     cancelled = threading.Event()
+    watcher = asyncio.ensure_future(follow.watch_client(request, cancelled))
     try:
         async for entry in follow.entries(
             context, state.name, follow=boolean(request, "follow"), tail=tail, since_ns=since, cancelled=cancelled
@@ -331,6 +333,7 @@ async def logs(request: web.Request, context: DockerContext) -> web.StreamRespon
         pass
     finally:
         cancelled.set()
+        watcher.cancel()
     return response
 
 

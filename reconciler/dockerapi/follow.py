@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
 from reconciler.dockerapi import store
 from reconciler.dockerapi.context import DockerContext
 from reconciler.dockerapi.exits import exits
@@ -111,6 +113,21 @@ async def entries(
     finally:
         cancelled.set()
         await asyncio.shield(job) if not job.done() else None
+
+
+#: How often a quiet stream looks whether its client is still there.
+CLIENT_POLL = 0.5
+
+
+async def watch_client(request: web.Request, cancelled: threading.Event) -> None:
+    """Set ``cancelled`` once the client's connection is gone: a follower of a quiet
+    container would otherwise notice only at its next write, maybe at the exit."""
+    while not cancelled.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            cancelled.set()
+            return
+        await asyncio.sleep(CLIENT_POLL)
 
 
 def now_ns() -> int:

@@ -151,8 +151,10 @@ def test_detached_container_lifecycle(cli: DockerAgent) -> None:
 
 def test_create_start_wait(cli: DockerAgent) -> None:
     name = cli.name("batch")
-    ok(cli, "create", "--name", name, cli.image, "sh", "-c", "echo from-create; exit 5")
+    ident = ok(cli, "create", "--name", name, cli.image, "sh", "-c", "echo from-create; exit 5").strip()
     try:
+        again = docker(cli, "create", "--name", name, cli.image, "true")
+        assert again.returncode == 1 and f'is already in use by container "{ident}"' in again.stderr
         assert ok(cli, "ps", "-a", "--filter", f"name={name}", "--format", "{{.State}}").strip() == "created"
         ok(cli, "start", name)
         assert ok(cli, "wait", name).strip() == "5"

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.dockerapi import follow, ids, pump, store, streams, translate, views
+from reconciler.dockerapi import follow, pump, store, streams, translate, views
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, filters, integer, json_body, json_response
 from reconciler.dockerapi.exits import exits
@@ -94,11 +94,14 @@ async def create(request: web.Request, context: DockerContext) -> web.StreamResp
         raise
     except errors.Conflict as exc:
         if name and "already exists" in exc.message:
+            try:
+                holder = store.docker_id(await _find(context, name))
+            except DockerError:
+                holder = name
             raise DockerError(
                 409,
-                f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{ids.docker_id({"name": name})}". You have to remove (or rename) that container to be '
-                "able to reuse that name.",
+                f'Conflict. The container name "/{name}" is already in use by container "{holder}". You have to '
+                "remove (or rename) that container to be able to reuse that name.",
             ) from None
         raise
     extra["Config"]["User"] = run_request.get("user") or ""

@@ -23,6 +23,11 @@ How endpoints are added (the registration interface):
 - Container ids: ``reconciler.dockerapi.ids`` (``docker_id``, ``resolve``).
 
 Ownership: ``app``, ``context``, ``errors``, ``ids``, ``system`` (ping, version,
-info), ``containers``, ``execs``, ``archive``; images, networks, volumes, events and
-``system_extra`` (df, prune) are the images group's.
+info), ``containers``, ``execs``, ``archive`` (+ ``archive_child``) and their helpers
+(``store``: states, lookups, the Docker fields kept beside a container; ``translate``:
+create bodies as ``RunRequest``; ``views``: list and inspect shapes; ``streams``:
+framing and the 101; ``follow``: logs as an async stream; ``pump``: a process's stdio
+over a hijacked connection; ``exits``: exits heard through pidfds); images,
+networks, volumes, events, build and ``system_extra`` (df, prune) are the images
+group's.
 """

@@ -107,7 +107,7 @@ async def create(request: web.Request, context: DockerContext) -> web.StreamResp
     extra["Config"]["User"] = run_request.get("user") or ""
     await context.call(store.write_sidecar, context.engine, made["name"], extra)
     state = await _find(context, made["name"])
-    return json_response({"Id": store.remember(context.engine, state), "Warnings": []}, 201)
+    return json_response({"Id": store.remember(context.engine, state), "Warnings": translate.warnings(body)}, 201)
 
 
 async def start(request: web.Request, context: DockerContext) -> web.StreamResponse:

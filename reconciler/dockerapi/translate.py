@@ -94,6 +94,21 @@ def _networks(mode: str, config: dict[str, Any]) -> tuple[list[str], list[str]]:
     return networks, aliases
 
 
+def warnings(body: dict[str, Any]) -> list[str]:
+    """What the create asked for that is kept (inspect shows it) but not carried out:
+    Docker's create answer has ``Warnings``, which the CLI prints."""
+    host = body.get("HostConfig") or {}
+    found = []
+    if ((host.get("RestartPolicy") or {}).get("Name") or "no") not in ("no", ""):
+        found.append("restart policies are recorded but not applied to containers made through the Docker API yet")
+    test = (body.get("Healthcheck") or {}).get("Test") or []
+    if test and test != ["NONE"]:
+        found.append("health checks are recorded but not run for containers made through the Docker API yet")
+    if host.get("PublishAllPorts"):
+        found.append("-P (publish all) is not supported: publish ports with -p HOST:CONTAINER")
+    return found
+
+
 def run_request(body: dict[str, Any], name: str | None) -> tuple[RunRequest, dict[str, Any]]:
     """The engine's request for Docker's create ``body``, and the sidecar record."""
     image = body.get("Image")
@@ -144,6 +159,11 @@ def run_request(body: dict[str, Any], name: str | None) -> tuple[RunRequest, dic
     request["networks"] = networks
     if aliases:
         request["network_aliases"] = aliases
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    primary = endpoints.get(networks[0]) or endpoints.get("default") or {}
+    address = ((primary or {}).get("IPAMConfig") or {}).get("IPv4Address")
+    if address:
+        request["ip"] = str(address)
     if host.get("Memory"):
         request["memory"] = str(int(host["Memory"]))
     if host.get("MemorySwap"):

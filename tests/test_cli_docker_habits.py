@@ -205,7 +205,7 @@ def test_inspect_document_from_a_recorded_state() -> None:
     )
     details = {"front": {"IPPrefixLen": 24, "Gateway": "10.9.0.1", "Aliases": ["web"]}}
     document = container_view.inspect_document(state, details)
-    assert document["Name"] == "/web" and document["Id"] == "web"
+    assert document["Name"] == "/web" and document["Id"] == state.id  # sha256("web"): a state without an id
     assert document["NetworkSettings"]["Ports"] == {
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
         "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],

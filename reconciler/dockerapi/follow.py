@@ -43,9 +43,11 @@ async def wait_started(context: DockerContext, name: str, cancelled: threading.E
             state = await context.call(store.runtime(context.engine).inspect, name)
         except Exception:
             return False
-        if state.status != "created" and not os.path.exists(path):
-            return False  # exited without a log (a start that failed)
-        await exits(context).changed(name)
+        if state.status == "exited" and not os.path.exists(path):
+            return False  # exited without a log: a start that failed
+        # created, or running with its log about to be made (the monitor records
+        # the start, then makes the log, then answers the starter)
+        await exits(context).changed(name, POLL_SECONDS if state.status == "created" else FAST_POLL)
     return True
 
 

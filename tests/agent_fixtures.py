@@ -3,6 +3,7 @@ real CLI with ``--host``; everything it made is removed afterwards, even on fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,6 +130,42 @@ class Agent:
             self.process.kill()
             self.process.wait(timeout=30)
         clean_engine(str(self.root), self.cgroup_parent)
+        remove_networks(self.root)
+
+
+def remove_networks(root: Path) -> None:
+    """Whatever networks a test's agent made (the default bridge of a ``docker run``,
+    a build's): endpoints, bridges, the nftables table and the DNS daemon go with the
+    last one. A DNS daemon left behind is killed and reported: as a detached child of
+    this subreaper it would otherwise outlive the test and slow every later cleanup."""
+    if (root / "state.db").exists():
+        from reconciler.engine.core import Engine
+        from reconciler.engine.wiring import EngineConfig
+        from reconciler.network import ipam
+
+        engine = Engine(EngineConfig(root=str(root)))
+        try:
+            manager = engine.wiring.network_manager()
+            owners = {e.container for e in manager.db.list_endpoints()}
+            owners |= {
+                lease.owner.removeprefix("container/")
+                for lease in manager.db.list_leases()
+                if lease.owner != ipam.GATEWAY_OWNER
+            }
+            for container in owners:
+                with contextlib.suppress(Exception):
+                    manager.detach(container)
+            for record in manager.networks():
+                with contextlib.suppress(Exception):
+                    manager.remove(record.name)
+        finally:
+            engine.close()
+    pid_file = root / "dns.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+        raise AssertionError(f"the DNS daemon of {root} was left running")
 
 
 @pytest.fixture

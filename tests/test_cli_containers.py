@@ -55,19 +55,24 @@ def clean_engine(root: str, cgroup_parent: str) -> None:
     subreaper), remove their cgroups and netns handles; assert no mount and no cgroup
     is left behind. Shared by every fixture that runs containers."""
     store = StateStore(root)
+    killed: list[int] = []
     for name in store.names():
         state = store.read(name)
         for pid in (state.pid, state.monitor_pid) if state else ():
             if pid and pid != os.getpid():  # an attached run in this process records it as the monitor
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # reap what was killed (this process may be their subreaper)
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.02)
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass
         except ChildProcessError:
             break
+        if not any(_exists(pid) for pid in killed):  # other children (a test's own) are not waited for
+            break
+        time.sleep(0.02)
     for name in store.names():
         state = store.read(name)  # its cgroup is named by its ID (by its name before IDs existed)
         group = cgroups.new_cgroup(state.cgroup if state else name, parent=cgroup_parent)
@@ -85,6 +90,14 @@ def clean_engine(root: str, cgroup_parent: str) -> None:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
     assert not any(os.path.exists(d) for d in parents), "cgroups left behind"
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def assert_no_mounts_under(path: Path) -> None:

@@ -231,7 +231,18 @@ class BlobLines:
         self.hidden = set(hidden or ())
         self.hide_first = hide_first
         self.seen: set[str] = set()
+        self.downloaded: dict[str, str] = {}  # digest → id shown
+        self.finished: set[str] = set()
         self.lock = threading.Lock()
+
+    def complete(self, word: str) -> None:
+        """``word`` for each layer downloaded but given no final line: the agent
+        answers a pull before it unpacks (``EngineConfig.unpack_after_pull``), so no
+        ``unpacked`` phase comes, and Docker's clients expect "Pull complete"."""
+        with self.lock:
+            for digest, ident in sorted(self.downloaded.items()):
+                if digest not in self.finished:
+                    self.emit({"status": word, "progressDetail": {}, "id": ident})
 
     def __call__(self, event: dict[str, Any]) -> None:
         digest = str(event.get("digest", ""))
@@ -246,6 +257,10 @@ class BlobLines:
                 self.seen.add(digest)
                 if phase != "exists":
                     self.emit({"status": self.first_line, "progressDetail": {}, "id": ident})
+            if phase == "done":
+                self.downloaded[digest] = ident
+            elif phase == "unpacked":
+                self.finished.add(digest)
             word = self.words.get(phase)
             if word is None:
                 return
@@ -564,6 +579,7 @@ async def create_image(request: web.Request, context: DockerContext) -> web.Stre
         emit({"status": f"Pulling from {_repository_path(reference)}", "id": shown_tag})
         lines = BlobLines(emit, PULL_WORDS, first_line="Pulling fs layer", hide_first=True)
         summary = engine.images.pull(reference, platform=platform, progress=lines)
+        lines.complete("Pull complete")
         emit({"status": f"Digest: {summary['digest']}"})
         verdict = "Image is up to date for" if previous == summary["digest"] else "Downloaded newer image for"
         emit({"status": f"Status: {verdict} {reference}"})

@@ -162,6 +162,7 @@ class Networks:
     def connect(self, name: str, request: models.NetworkConnectRequest) -> models.NetworkEndpoint:
         check_name(name)
         container, aliases, ip = _connect_arguments(request)
+        container = self._engine.containers.resolve(container)  # a name, an ID or a unique ID prefix
         manager = self._manager()
         store = self._engine.wiring.runtime().store
         with self._engine.locks.hold("container", container), self._engine.locks.hold("network", name):
@@ -193,6 +194,7 @@ class Networks:
         container = request.get("container")
         if not isinstance(container, str) or not container:
             raise errors.InvalidRequest("network disconnect: the container is required")
+        container = self._engine.containers.resolve(container)
         manager = self._manager()
         store = self._engine.wiring.runtime().store
         with self._engine.locks.hold("container", container), self._engine.locks.hold("network", name):

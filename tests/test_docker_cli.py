@@ -71,6 +71,8 @@ def test_attached_run_propagates_output_and_exit_code(cli: DockerAgent) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
     tty = docker(cli, "run", "--rm", "-t", cli.image, "sh", "-c", "echo on-a-tty; exit 2")
     assert tty.returncode == 2 and "on-a-tty" in tty.stdout
+    missing = docker(cli, "run", "--rm", cli.image, "no-such-command")  # --rm: removed though it never started
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
     piped = docker(cli, "run", "-i", "--rm", cli.image, "sh", "-c", "cat; echo done >&2; exit 6", input="in\n")
     assert (piped.returncode, piped.stdout, piped.stderr) == (6, "in\n", "done\n")
     assert not [n for n in cli.names() if n.startswith(cli.prefix)], "--rm left a container"

@@ -115,13 +115,21 @@ async def start(request: web.Request, context: DockerContext) -> web.StreamRespo
     if state.status in ("running", "paused"):
         return web.Response(status=304)
     slot = shared(context).interactive.get(state.name)
-    if slot is not None and slot.job is None and state.status == "created":
-        await _start_interactive(context, state.name, slot)
-    else:
-        await context.call(context.engine.containers.start, state.name)
-    exits(context).notify(state.name)
     extra = await context.call(store.sidecar, context.engine, state.name)
-    if (extra.get("HostConfig") or {}).get("AutoRemove"):
+    auto_remove = bool((extra.get("HostConfig") or {}).get("AutoRemove"))
+    try:
+        if slot is not None and slot.job is None and state.status == "created":
+            await _start_interactive(context, state.name, slot)
+        else:
+            await context.call(context.engine.containers.start, state.name)
+    except errors.EngineError:
+        if auto_remove:  # as moby: a --rm container that could not start is gone (the CLI waits for that)
+            with contextlib.suppress(errors.EngineError):
+                await context.call(context.engine.containers.remove, state.name, force=True)
+        raise
+    finally:
+        exits(context).notify(state.name)
+    if auto_remove:
         _watch_auto_remove(context, state.name)
     return web.Response(status=204)
 

@@ -53,6 +53,16 @@ def status_of(exc: errors.EngineError) -> int:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _cli_wording(exc: errors.EngineError) -> str:
+    """The docker CLI picks ``run``'s exit code from a failed start's text: 127 when
+    it says "executable file not found", 126 for "permission denied" (ours does)."""
+    if not isinstance(exc, errors.StartFailed) or "executable file not found" in exc.message:
+        return exc.message
+    if exc.exit_code == 127 or "executable not found" in exc.message:
+        return f"{exc.message} (executable file not found in $PATH)"
+    return exc.message
+
+
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -62,7 +72,7 @@ async def docker_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except errors.EngineError as exc:
         if isinstance(exc, errors.Internal):
             log.error("%s %s: %s", request.method, request.path, exc.message)
-        return error_response(status_of(exc), exc.message)
+        return error_response(status_of(exc), _cli_wording(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -68,9 +68,13 @@ def test_a_kept_listing_follows_writes_and_processes_that_end_unrecorded(engine:
     first[0]["status"] = "mangled by a caller"
     assert containers.list() == containers.list()  # kept, and each caller has its own rows
     assert containers.list()[0]["status"] == "running"
+    kept = containers.list(all=True).cache_key  # type: ignore[attr-defined]
+    assert kept is not None and containers.list(all=True).cache_key == kept  # type: ignore[attr-defined]
 
     containers.stop("one", grace=0)  # a write: seen at once
-    assert [(r["name"], r["status"]) for r in containers.list(all=True)] == [("one", "exited"), ("two", "running")]
+    after = containers.list(all=True)
+    assert [(r["name"], r["status"]) for r in after] == [("one", "exited"), ("two", "running")]
+    assert after.cache_key != kept  # type: ignore[attr-defined]  # what serialized the old listing is not reused
 
     # the process and its monitor killed: no one records the exit, the listing finds out
     state = engine.wiring.runtime().inspect("two")

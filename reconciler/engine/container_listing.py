@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from reconciler.engine.container_view import summary
+from reconciler.engine.models.keyed import KeyedList
 from reconciler.runtime.state import FRESH_NS
 
 if TYPE_CHECKING:
@@ -40,13 +41,15 @@ class Listing:
         self._rows: list[ContainerSummary] = []
         self._running: list[tuple[int, int]] = []
         self._watch: ProcessWatch | None = None
+        self._generation = 0  # one more at every rebuild: the rows' cache_key
 
-    def rows(self, runtime: Runtime) -> list[ContainerSummary]:
-        """Every container's summary, by name (new dicts, shared values)."""
+    def rows(self, runtime: Runtime) -> KeyedList[ContainerSummary]:
+        """Every container's summary, by name (new dicts, shared values); its
+        ``cache_key`` is the same while the listing is (None when it cannot be kept)."""
         keys = runtime.store.keys()
         with self._lock:
             if keys == self._keys and not self._ended():
-                return [row.copy() for row in self._rows]
+                return KeyedList((row.copy() for row in self._rows), cache_key=self._generation)
         states = runtime.containers()  # checked against the kernel, and corrected
         rows = [summary(state) for state in states]
         running = [(s.pid, s.pid_start) for s in states if s.status in ("running", "paused") and s.pid]
@@ -57,7 +60,9 @@ class Listing:
             trusted = all(key[1] < fresh for _name, key in keys)
             self._keys = keys if trusted else None
             self._rows, self._running = rows, running
-        return [row.copy() for row in rows]
+            self._generation += 1
+            generation = self._generation if trusted else None
+        return KeyedList((row.copy() for row in rows), cache_key=generation)
 
     def _ended(self) -> bool:
         if not self._running:

@@ -40,6 +40,7 @@ from reconciler.engine.models.containers import (
     Stdio,
     WaitResult,
 )
+from reconciler.engine.models.keyed import KeyedList
 from reconciler.runtime import cgroups
 from reconciler.runtime.containers import NoSuchContainer, signal_number
 
@@ -308,7 +309,10 @@ class Containers:
         """Running and paused containers; with ``all`` created and exited ones too."""
         with setup.translated():
             rows = self._listing.rows(self._runtime())
-        return rows if all else [row for row in rows if row["status"] in ("running", "paused")]
+        if all:
+            return rows
+        key = None if rows.cache_key is None else (rows.cache_key, "running")
+        return KeyedList((row for row in rows if row["status"] in ("running", "paused")), cache_key=key)
 
     def logs(
         self, name: str, *, follow: bool = False, tail: int | None = None, since_ns: int | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.dockerapi import follow, pump, store, streams, translate, views
+from reconciler.dockerapi import follow, listing, pump, store, streams, translate, views
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, filters, integer, json_body, json_response
 from reconciler.dockerapi.exits import exits
@@ -473,29 +474,37 @@ def _matches(state: Any, docker_id: str, wanted: dict[str, list[str]]) -> bool:
     return True
 
 
-def _listing(context: DockerContext, everything: bool, limit: int | None, wanted: dict[str, list[str]]) -> Any:
-    rows = []
-    states = sorted(store.states(context.engine), key=lambda s: s.created_at, reverse=True)
+def _listing(context: DockerContext, everything: bool, limit: int | None, wanted: dict[str, list[str]]) -> bytes:
+    kept = listing.listing_of(context.engine)
+    key, pairs = kept.pairs(context.engine)
     if wanted.get("status"):
         everything = True
-    for state in states:
-        if not everything and state.status not in ("running", "paused"):
-            continue
-        docker_id = store.docker_id(state)
-        if not _matches(state, docker_id, wanted):
-            continue
-        rows.append(views.summary(state, store.sidecar(context.engine, state.name), context.engine))
-        if limit is not None and limit > 0 and len(rows) >= limit:
-            break
-    return rows
+
+    def make() -> bytes:
+        rows, states = [], []
+        for state, row in pairs:
+            if not everything and state.status not in ("running", "paused"):
+                continue
+            if not _matches(state, row["Id"], wanted):
+                continue
+            rows.append(row)
+            states.append(state)
+            if limit is not None and limit > 0 and len(rows) >= limit:
+                break
+        return listing.answer(rows, states)
+
+    if key is None:
+        return make()
+    request = (key, everything, limit, json.dumps(wanted, sort_keys=True), int(time.time()))
+    return kept.text(request, make)
 
 
-async def listing(request: web.Request, context: DockerContext) -> web.StreamResponse:
+async def listing_route(request: web.Request, context: DockerContext) -> web.StreamResponse:
     wanted = filters(request)
     limit = integer(request, "limit")
     everything = boolean(request, "all") or (limit is not None and limit > 0)
-    rows = await context.call(_listing, context, everything, limit, wanted)
-    return json_response(rows)
+    body = await context.call(_listing, context, everything, limit, wanted)
+    return web.Response(body=body, headers={"Content-Type": "application/json"})
 
 
 def _inspect(context: DockerContext, ref: str) -> dict[str, Any]:
@@ -652,7 +661,7 @@ async def prune(request: web.Request, context: DockerContext) -> web.StreamRespo
 
 ROUTES: Routes = [
     ("POST", "/containers/create", create),
-    ("GET", "/containers/json", listing),
+    ("GET", "/containers/json", listing_route),
     ("POST", "/containers/prune", prune),
     ("GET", "/containers/{id}/json", inspect),
     ("POST", "/containers/{id}/start", start),

@@ -133,6 +133,26 @@ class Agent:
         remove_networks(self.root)
 
 
+def tear_down_networks(engine: Any) -> None:
+    """Every endpoint detached and every network removed (the DNS daemon and the
+    nftables table go with the last one), whatever state a test left them in."""
+    from reconciler.network import ipam
+
+    manager = engine.wiring.network_manager()
+    owners = {e.container for e in manager.db.list_endpoints()}
+    owners |= {
+        lease.owner.removeprefix("container/")
+        for lease in manager.db.list_leases()
+        if lease.owner != ipam.GATEWAY_OWNER
+    }
+    for container in owners:
+        with contextlib.suppress(Exception):
+            manager.detach(container)
+    for record in manager.networks():
+        with contextlib.suppress(Exception):
+            manager.remove(record.name)
+
+
 def remove_networks(root: Path) -> None:
     """Whatever networks a test's agent made (the default bridge of a ``docker run``,
     a build's): endpoints, bridges, the nftables table and the DNS daemon go with the
@@ -141,23 +161,10 @@ def remove_networks(root: Path) -> None:
     if (root / "state.db").exists():
         from reconciler.engine.core import Engine
         from reconciler.engine.wiring import EngineConfig
-        from reconciler.network import ipam
 
         engine = Engine(EngineConfig(root=str(root)))
         try:
-            manager = engine.wiring.network_manager()
-            owners = {e.container for e in manager.db.list_endpoints()}
-            owners |= {
-                lease.owner.removeprefix("container/")
-                for lease in manager.db.list_leases()
-                if lease.owner != ipam.GATEWAY_OWNER
-            }
-            for container in owners:
-                with contextlib.suppress(Exception):
-                    manager.detach(container)
-            for record in manager.networks():
-                with contextlib.suppress(Exception):
-                    manager.remove(record.name)
+            tear_down_networks(engine)
         finally:
             engine.close()
     pid_file = root / "dns.pid"

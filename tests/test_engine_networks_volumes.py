@@ -6,7 +6,6 @@ daemon of ours left. Subnets are 10.222.x.0/24; no traffic is sent."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -22,9 +21,9 @@ from reconciler.engine.core import Engine
 from reconciler.engine.models import networks as network_models
 from reconciler.engine.models import volumes as volume_models
 from reconciler.engine.wiring import EngineConfig
-from reconciler.network import ipam
 from reconciler.network.manager import Attachment, table_for
 from reconciler.runtime import netns
+from tests.agent_fixtures import tear_down_networks
 from tests.test_cli_containers import assert_no_mounts_under
 from tests.test_cli_networks import nft_tables, our_links
 
@@ -74,19 +73,7 @@ def engine(tmp_path: Path, handles: Handles) -> Iterator[Engine]:
         yield made
     finally:
         if (root / "state.db").exists():
-            manager = made.wiring.network_manager()
-            owners = {e.container for e in manager.db.list_endpoints()}
-            owners |= {
-                lease.owner.removeprefix("container/")
-                for lease in manager.db.list_leases()
-                if lease.owner != ipam.GATEWAY_OWNER
-            }
-            for container in owners:
-                with contextlib.suppress(Exception):
-                    manager.detach(container)
-            for record in manager.networks():
-                with contextlib.suppress(Exception):
-                    manager.remove(record.name)
+            tear_down_networks(made)
         for path in handles.paths:
             netns.remove(path)
         left = links_of(made)

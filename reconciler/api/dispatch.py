@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -334,12 +334,18 @@ async def download(
     request: web.Request, context: Context, function: Callable[..., Any], kwargs: dict[str, Any]
 ) -> web.StreamResponse:
     path: str = await context.call(function, **kwargs)
+    return await send_file(request, context.call, path)
+
+
+async def send_file(request: web.Request, call: Callable[..., Awaitable[Any]], path: str) -> web.StreamResponse:
+    """The tar at ``path`` as the response body, read in the worker pool (``call``);
+    the file is removed afterwards, sent or not. Shared with the Docker API."""
     try:
         response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         response.content_length = os.path.getsize(path)
         await response.prepare(request)
         with open(path, "rb") as handle:
-            while chunk := await context.call(handle.read, CHUNK):
+            while chunk := await call(handle.read, CHUNK):
                 await response.write(chunk)
         await response.write_eof()
         return response

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from reconciler.api.dispatch import send_file
 from reconciler.dockerapi.context import DockerContext, Routes
 from reconciler.dockerapi.errors import DockerError, boolean, filters, json_response, not_implemented
 from reconciler.dockerapi.events import emit as emit_event
@@ -650,18 +651,7 @@ async def push_image(request: web.Request, context: DockerContext) -> web.Stream
 
 
 async def _send_file(request: web.Request, context: DockerContext, path: str) -> web.StreamResponse:
-    try:
-        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-        response.content_length = os.path.getsize(path)
-        await response.prepare(request)
-        with open(path, "rb") as handle:
-            while chunk := await context.call(handle.read, CHUNK):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    return await send_file(request, context.call, path)
 
 
 async def _save(request: web.Request, context: DockerContext, names: list[str]) -> web.StreamResponse:

@@ -99,8 +99,6 @@ def warnings(body: dict[str, Any]) -> list[str]:
     Docker's create answer has ``Warnings``, which the CLI prints."""
     host = body.get("HostConfig") or {}
     found = []
-    if ((host.get("RestartPolicy") or {}).get("Name") or "no") not in ("no", ""):
-        found.append("restart policies are recorded but not applied to containers made through the Docker API yet")
     test = (body.get("Healthcheck") or {}).get("Test") or []
     if test and test != ["NONE"]:
         found.append("health checks are recorded but not run for containers made through the Docker API yet")

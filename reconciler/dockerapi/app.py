@@ -126,9 +126,11 @@ def build_docker_app(engine: Engine, executor: Executor) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[docker_errors, _versioned])
     app[CONTEXT] = context
     app.on_response_prepare.append(_add_headers)
+    from reconciler.dockerapi.health import checking
     from reconciler.dockerapi.restarts import supervising
 
     app.cleanup_ctx.append(supervising)  # restart policies, while the app serves
+    app.cleanup_ctx.append(checking)  # healthchecks
     for method, path, handler in load_routes():
         bound = _bound(handler, context)
         for prefix in ("", "/v{docker_version}"):

@@ -510,7 +510,9 @@ async def listing_route(request: web.Request, context: DockerContext) -> web.Str
 def _inspect(context: DockerContext, ref: str) -> dict[str, Any]:
     state = store.find(context.engine, ref)
     extra = store.sidecar(context.engine, state.name)
-    document = views.inspect(state, extra)  # no State.Health: the engine runs no health check for these yet
+    from reconciler.dockerapi import health
+
+    document = views.inspect(state, extra, health.document(context, state.name))
     for network, endpoint in document["NetworkSettings"]["Networks"].items():
         if not endpoint.get("IPAddress"):
             continue

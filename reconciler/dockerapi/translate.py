@@ -99,9 +99,6 @@ def warnings(body: dict[str, Any]) -> list[str]:
     Docker's create answer has ``Warnings``, which the CLI prints."""
     host = body.get("HostConfig") or {}
     found = []
-    test = (body.get("Healthcheck") or {}).get("Test") or []
-    if test and test != ["NONE"]:
-        found.append("health checks are recorded but not run for containers made through the Docker API yet")
     if host.get("PublishAllPorts"):
         found.append("-P (publish all) is not supported: publish ports with -p HOST:CONTAINER")
     return found
@@ -188,6 +185,13 @@ def run_request(body: dict[str, Any], name: str | None) -> tuple[RunRequest, dic
     if host.get("Privileged"):
         raise DockerError(501, "not implemented: --privileged")
     restart = host.get("RestartPolicy") or {}
+    if body.get("Healthcheck"):
+        from reconciler.runtime.health import HealthConfig
+
+        try:
+            HealthConfig.from_model(body["Healthcheck"])
+        except (TypeError, ValueError) as exc:
+            raise DockerError(400, f"invalid healthcheck: {exc}") from None
     sidecar = {
         "Config": {
             "ExposedPorts": body.get("ExposedPorts") or {},

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,30 @@ def test_a_kept_listing_follows_writes_and_processes_that_end_unrecorded(engine:
     containers.remove("one")
     containers.remove("two")
     assert containers.list(all=True) == []
+
+
+def test_a_container_made_and_removed_around_a_listing_is_never_kept() -> None:
+    """The keys before a listing are [] (no container), one is made while the states
+    are read, and removed later: the keys are [] again, but the rows read showed it.
+    Such rows must not be kept (this once left removed containers in `ps`)."""
+    from types import SimpleNamespace
+
+    from reconciler.engine.container_listing import Listing
+    from reconciler.runtime.state import ContainerState
+
+    made = ContainerState(name="ghost")
+    made.spec, made.status = {"config": {"argv": ["true"]}}, "exited"
+    key = ("ghost", (1, 1, 1))
+    world: dict[str, list[Any]] = {"keys": [], "states": []}
+
+    def read() -> list[ContainerState]:
+        world["keys"], world["states"] = [key], [made]  # made while the states are read
+        return [made]
+
+    store = SimpleNamespace(keys=lambda: list(world["keys"]))
+    runtime = SimpleNamespace(store=store, containers=read)
+    listing = Listing()
+    assert [row["name"] for row in listing.rows(runtime)] == ["ghost"]  # type: ignore[arg-type]
+    world["keys"] = []  # removed: the keys are what they were before the first listing
+    runtime.containers = lambda: []
+    assert listing.rows(runtime) == []  # type: ignore[arg-type]  # built again, not the kept ghost

@@ -53,11 +53,18 @@ class Listing:
         states = runtime.containers()  # checked against the kernel, and corrected
         rows = [summary(state) for state in states]
         running = [(s.pid, s.pid_start) for s in states if s.status in ("running", "paused") and s.pid]
+        after = runtime.store.keys()
         fresh = time.time_ns() - FRESH_NS
         with self._lock:
-            # keys taken before the states were read: a write in between makes the next
-            # listing build again, never keep an older answer
-            trusted = all(key[1] < fresh for _name, key in keys)
+            # kept only if nothing changed while the states were read: the keys taken
+            # before and after agree, and name the containers read. (Before alone is not
+            # enough: a container made during the read and removed later brings the
+            # keys back to what they were, and the kept rows would still show it.)
+            trusted = (
+                after == keys
+                and [name for name, _key in keys] == [state.name for state in states]
+                and all(key[1] < fresh for _name, key in keys)
+            )
             self._keys = keys if trusted else None
             self._rows, self._running = rows, running
             self._generation += 1

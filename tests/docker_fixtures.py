@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from reconciler.runtime import linux
@@ -130,3 +132,20 @@ def docker_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerAge
         for bridge in made:
             assert not link_exists(bridge), f"the bridge {bridge} was left behind"
             assert nft_tables_naming(bridge) == [], f"nftables rules for {bridge} were left behind"
+
+
+@pytest.fixture(scope="module")
+def client(docker_agent: DockerAgent) -> Iterator[docker.DockerClient]:
+    """A docker SDK client on the module's agent."""
+    made = docker.DockerClient(base_url=docker_agent.base_url, timeout=30)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.1)

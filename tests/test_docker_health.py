@@ -3,35 +3,17 @@ container as dockerd does, and ``inspect`` shows ``State.Health``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-
 import docker
 import pytest
 from docker.errors import APIError
 
-from tests.docker_fixtures import DockerAgent
+from tests.docker_fixtures import DockerAgent, wait_until
+from tests.docker_fixtures import client as client  # a fixture, used by name
 from tests.docker_fixtures import docker_agent as docker_agent  # a fixture, used by name
 
 pytestmark = pytest.mark.requires_root
 
 SECOND = 1_000_000_000
-
-
-@pytest.fixture(scope="module")
-def client(docker_agent: DockerAgent) -> Iterator[docker.DockerClient]:
-    made = docker.DockerClient(base_url=docker_agent.base_url, timeout=30)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _until(predicate: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.1)
 
 
 def _health(client: docker.DockerClient, name: str) -> dict[str, object]:
@@ -59,8 +41,8 @@ def test_a_passing_check_is_healthy_and_a_failing_one_unhealthy(
     )
     try:
         assert _health(client, good)["Status"] in ("starting", "healthy")
-        _until(lambda: _health(client, good).get("Status") == "healthy", "healthy")
-        _until(lambda: _health(client, bad).get("Status") == "unhealthy", "unhealthy")
+        wait_until(lambda: _health(client, good).get("Status") == "healthy", "healthy")
+        wait_until(lambda: _health(client, bad).get("Status") == "unhealthy", "unhealthy")
         failing = _health(client, bad)
         assert failing["FailingStreak"] >= 2
         log = failing["Log"]

@@ -7,43 +7,27 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import docker
 import pytest
 
 from reconciler.runtime.state import StateStore
-from tests.docker_fixtures import DockerAgent
+from tests.docker_fixtures import DockerAgent, wait_until
+from tests.docker_fixtures import client as client  # a fixture, used by name
 from tests.docker_fixtures import docker_agent as docker_agent  # a fixture, used by name
 
 pytestmark = pytest.mark.requires_root
-
-
-@pytest.fixture(scope="module")
-def client(docker_agent: DockerAgent) -> Iterator[docker.DockerClient]:
-    made = docker.DockerClient(base_url=docker_agent.base_url, timeout=30)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def _rows(client: docker.DockerClient, all: bool = True) -> dict[str, dict[str, object]]:
     return {row["Names"][0].lstrip("/"): row for row in client.api.containers(all=all)}
 
 
-def _until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 20
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.05)
-
-
 def test_the_kept_listing_follows_every_change(client: docker.DockerClient, docker_agent: DockerAgent) -> None:
     one, two = docker_agent.name("kept-one"), docker_agent.name("kept-two")
     client.containers.run(docker_agent.image, ["sleep", "600"], name=one, detach=True, network_mode="none")
     try:
-        _until(lambda: one in _rows(client, all=False), "the first container listed")
+        wait_until(lambda: one in _rows(client, all=False), "the first container listed")
         time.sleep(0.1)  # older than the clock's granularity: the rows may be kept now
         assert _rows(client) == _rows(client)  # kept (Status alike within the second)
         client.containers.run(docker_agent.image, ["sleep", "600"], name=two, detach=True, network_mode="none")
@@ -56,7 +40,7 @@ def test_the_kept_listing_follows_every_change(client: docker.DockerClient, dock
         assert state is not None
         os.kill(state.monitor_pid, signal.SIGKILL)
         os.kill(state.pid, signal.SIGKILL)
-        _until(lambda: _rows(client)[two]["State"] == "exited", "the killed container listed as exited")
+        wait_until(lambda: _rows(client)[two]["State"] == "exited", "the killed container listed as exited")
         status = str(_rows(client)[one]["Status"])
         assert status.startswith("Exited (")
     finally:

@@ -4,31 +4,15 @@ again when it exits, as its policy says (``dockerapi/restarts.py``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 
 import docker
 import pytest
 
-from tests.docker_fixtures import DockerAgent
+from tests.docker_fixtures import DockerAgent, wait_until
+from tests.docker_fixtures import client as client  # a fixture, used by name
 from tests.docker_fixtures import docker_agent as docker_agent  # a fixture, used by name
 
 pytestmark = pytest.mark.requires_root
-
-
-@pytest.fixture(scope="module")
-def client(docker_agent: DockerAgent) -> Iterator[docker.DockerClient]:
-    made = docker.DockerClient(base_url=docker_agent.base_url, timeout=30)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _until(predicate: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.1)
 
 
 def _state(client: docker.DockerClient, name: str) -> tuple[str, int]:
@@ -41,7 +25,7 @@ def test_on_failure_restarts_up_to_its_maximum(client: docker.DockerClient, dock
     policy = {"Name": "on-failure", "MaximumRetryCount": 2}
     client.containers.run(docker_agent.image, ["sh", "-c", "exit 3"], name=name, detach=True, restart_policy=policy)
     try:
-        _until(lambda: _state(client, name) == ("exited", 2), "two restarts, then exited")
+        wait_until(lambda: _state(client, name) == ("exited", 2), "two restarts, then exited")
         time.sleep(2.5)  # past the next backoff: no third
         assert _state(client, name) == ("exited", 2)
         assert client.api.inspect_container(name)["HostConfig"]["RestartPolicy"] == policy
@@ -56,7 +40,7 @@ def test_always_restarts_until_stopped_and_no_never(client: docker.DockerClient,
     )
     client.containers.run(docker_agent.image, ["sh", "-c", "exit 1"], name=never, detach=True)
     try:
-        _until(lambda: _state(client, always)[1] >= 2, "restarted after clean exits")
+        wait_until(lambda: _state(client, always)[1] >= 2, "restarted after clean exits")
         client.containers.get(always).stop(timeout=1)  # the user's stop is final
         status, count = _state(client, always)
         time.sleep(2.5)

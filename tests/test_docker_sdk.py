@@ -3,25 +3,15 @@ API: the high-level containers API and the low-level ``APIClient.attach``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import docker
 import pytest
 from docker.errors import APIError, ImageNotFound, NotFound
 
 from tests.docker_fixtures import DockerAgent
+from tests.docker_fixtures import client as client  # a fixture, used by name
 from tests.docker_fixtures import docker_agent as docker_agent  # a fixture, used by name
 
 pytestmark = pytest.mark.requires_root
-
-
-@pytest.fixture(scope="module")
-def client(docker_agent: DockerAgent) -> Iterator[docker.DockerClient]:
-    made = docker.DockerClient(base_url=docker_agent.base_url, timeout=30)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_negotiation_and_ping(client: docker.DockerClient) -> None:

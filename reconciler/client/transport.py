@@ -60,26 +60,15 @@ def _unix_connection() -> type[http.client.HTTPConnection]:
     return UnixConnection
 
 
-def _unix_socket(path: str, timeout: float | None) -> socket.socket:
-    import socket
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if timeout is not None:
-            sock.settimeout(timeout)
-        sock.connect(path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _raw_unix_socket(path: str, timeout: float | None) -> socket.socket:
-    """The C socket itself, without ``socket.py``'s enum wrappers (about 5 ms of a
-    fresh CLI process): an attached run needs connect, sendall, recv and close only."""
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+def _unix_socket(path: str, timeout: float | None, *, raw: bool = False) -> socket.socket:
+    """A connected socket to ``path``. ``raw``: the C socket itself, without
+    ``socket.py``'s enum wrappers (about 5 ms of a fresh CLI process), for callers
+    that need connect, sendall, recv and close only (attach, ``http1``)."""
+    if raw:
+        import _socket as module
+    else:
+        import socket as module  # type: ignore[no-redef]
+    sock = module.socket(module.AF_UNIX, module.SOCK_STREAM)
     try:
         if timeout is not None:
             sock.settimeout(timeout)
@@ -139,7 +128,7 @@ class Transport:
         ``OSError`` of a failed connect is the caller's to report."""
         timeout = self.timeout if timeout is None else timeout
         if self.socket_path is not None:
-            return _raw_unix_socket(self.socket_path, timeout)
+            return _unix_socket(self.socket_path, timeout, raw=True)
         import socket
 
         sock = socket.create_connection((self.address, self.port), timeout=timeout)
@@ -209,7 +198,7 @@ class Transport:
         timeout = self.timeout if timeout is None else timeout
         sock = None
         try:
-            sock = _raw_unix_socket(self.socket_path, timeout)
+            sock = _unix_socket(self.socket_path, timeout, raw=True)
             response = http1.request(sock, method, path, body, headers)
         except OSError as exc:  # ConnectionError, TimeoutError, FileNotFoundError, ...
             if sock is not None:

@@ -25,7 +25,7 @@ def configs(context: DockerContext) -> dict[str, health.HealthConfig]:
     engine = context.engine
     found: dict[str, health.HealthConfig] = {}
     for row in engine.containers.list():
-        check = (store.sidecar(engine, row["name"]).get("Config") or {}).get("Healthcheck")
+        check = (store.recorded(engine, row["name"], row["id"]).get("Config") or {}).get("Healthcheck")
         if not check:
             continue
         try:

@@ -43,7 +43,7 @@ def restart_due(context: DockerContext) -> list[str]:
         if row["status"] != "exited":
             continue
         name = row["name"]
-        policy = (store.sidecar(engine, name).get("HostConfig") or {}).get("RestartPolicy") or {}
+        policy = (store.recorded(engine, name, row["id"]).get("HostConfig") or {}).get("RestartPolicy") or {}
         kind = str(policy.get("Name") or "no")
         if kind in ("", "no"):
             continue

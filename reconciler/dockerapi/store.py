@@ -84,6 +84,25 @@ def sidecar(engine: Engine, name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+#: Docker records by container ID, once read: a record is written once, at create,
+#: so the restart and healthcheck tasks, which look at every container each second,
+#: read each file once and not at every look.
+_RECORDS: dict[str, dict[str, Any]] = {}
+
+
+def recorded(engine: Engine, name: str, ident: str) -> dict[str, Any]:
+    """``sidecar(engine, name)`` for the container whose ID is ``ident``, kept once found
+    (an empty one is not kept: the create may not have written it yet)."""
+    found = _RECORDS.get(ident)
+    if found is None:
+        found = sidecar(engine, name)
+        if found:
+            if len(_RECORDS) > 4096:
+                _RECORDS.clear()
+            _RECORDS[ident] = found
+    return found
+
+
 def write_sidecar(engine: Engine, name: str, record: dict[str, Any]) -> None:
     path = runtime(engine).store.path(name, SIDECAR)
     with contextlib.suppress(FileNotFoundError):  # removed meanwhile

@@ -50,10 +50,6 @@ networks:
   front:
 """
 
-#: What the engine cannot do yet, reported by the Docker API as such: the test
-#: stops there as an expected failure instead of an error (see ``compose``).
-NOT_YET = "not implemented: "
-
 
 def compose(agent: Agent, directory: Path, project: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
@@ -107,8 +103,6 @@ def test_compose_up_ps_logs_down(agent: Agent, tmp_path: Path) -> None:
     project = f"dc{uuid.uuid4().hex[:8]}"
     try:
         up = compose(agent, directory, project, "up", "-d")
-        if up.returncode != 0 and NOT_YET in up.stderr:
-            pytest.xfail(f"compose up needs what the Docker API does not do yet: {up.stderr.strip()}")
         assert up.returncode == 0, up.stderr
         assert f'Creating network "{project}_front"' in up.stderr
         assert f'Creating volume "{project}_www"' in up.stderr

@@ -143,3 +143,13 @@ def test_listing_still_corrects_a_container_whose_process_and_monitor_are_gone(
     assert "monitor are gone" in (listed["dead"].error or "")
     assert runtime.store.read("dead").status == "exited"  # type: ignore[union-attr]  # recorded, cache or not
     assert runtime.inspect("dead").status == "exited"
+
+
+def test_an_update_never_brings_back_a_removed_container(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    state = ContainerState("a", status="running", pid=5, spec=_spec())
+    store.write(state)
+    store.remove("a")
+    state.status = "exited"  # a listing's correction or a monitor's exit, arriving late
+    assert store.write(state, create=False) is False
+    assert store.names() == [] and store.read("a") is None

@@ -369,7 +369,7 @@ class Runtime:
             state.status, state.error = "exited", "the container and its monitor are gone; exit code unknown"
             state.oom_killed = self._reap(state)
             state.finished_at = state.finished_at or time.time()
-            self.store.write(state)
+            self.store.write(state, create=False)  # a container removed meanwhile stays removed
         return state
 
     def containers(self) -> list[ContainerState]:

@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         record.exit_code = 128 - code if code < 0 else code
         record.oom_killed = oom
         record.finished_at = time.time()
-        store.write(record)
+        store.write(record, create=False)  # a container removed meanwhile stays removed
     return 0
 
 
